@@ -1,0 +1,33 @@
+"""rayfn: Modal's job-processing API on any Ray cluster.
+
+import rayfn as modal
+
+app = modal.App("my-job-queue")
+
+@app.function(retries=3, timeout=600)
+def process_job(data): ...
+
+call = modal.Function.from_name("my-job-queue", "process_job").spawn("data")
+modal.FunctionCall.from_id(call.object_id).get(timeout=5)
+"""
+
+from rayfn import exception
+from rayfn._client import connect
+from rayfn.app import App
+from rayfn.call import FunctionCall
+from rayfn.function import Function
+from rayfn.options import Image, Retries
+from rayfn.schemas import CallStatus
+from rayfn.states import CallState
+
+__all__ = [
+    "App",
+    "CallState",
+    "CallStatus",
+    "Function",
+    "FunctionCall",
+    "Image",
+    "Retries",
+    "connect",
+    "exception",
+]

@@ -1,0 +1,121 @@
+"""The payload envelope: how arguments, results and errors travel as bytes.
+
+The client pickles arguments, the executor pickles results and exceptions, the client
+unpickles them again. The service in between only moves bytes, so it never needs the
+user's modules.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import traceback
+from typing import Any
+
+import cloudpickle
+
+from rayfn.exception import (
+    CancelledError,
+    Error,
+    ExecutionError,
+    FunctionTimeoutError,
+    RemoteError,
+    RemoteTraceback,
+    SerializationError,
+)
+from rayfn.states import CallState
+
+
+def dumps_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+    try:
+        return bytes(cloudpickle.dumps((args, kwargs)))
+    except Exception as exc:  # pickling raises many types (TypeError, PicklingError, ...)
+        raise SerializationError(f"cannot serialize the arguments: {exc}") from exc
+
+
+def loads_args(data: bytes) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    args, kwargs = cloudpickle.loads(data)
+    return tuple(args), dict(kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
+class ErrorInfo:
+    """A failure as data: the pickled exception when it pickles, and its text always."""
+
+    type_name: str
+    message: str
+    traceback: str
+    exception: bytes | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What the service knows about a call's end, as the client receives it."""
+
+    call_id: str
+    state: CallState
+    result: bytes | None = None
+    error: ErrorInfo | None = None
+    expired: bool = False
+
+
+def encode_result(value: Any) -> bytes:
+    try:
+        return bytes(cloudpickle.dumps(value))
+    except Exception as exc:
+        raise SerializationError(
+            f"cannot serialize the result of type {type(value).__qualname__}: {exc}"
+        ) from exc
+
+
+def encode_exception(exc: BaseException) -> ErrorInfo:
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    type_name = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    try:
+        pickled: bytes | None = bytes(cloudpickle.dumps(exc))
+    except Exception:
+        pickled = None
+    return ErrorInfo(type_name=type_name, message=str(exc), traceback=text, exception=pickled)
+
+
+def error_of(exc_type: type[Error], message: str) -> ErrorInfo:
+    """An ErrorInfo for a failure rayfn itself diagnosed (not raised by user code)."""
+    exc = exc_type(message)
+    return ErrorInfo(
+        type_name=f"{exc_type.__module__}.{exc_type.__qualname__}",
+        message=message,
+        traceback="",
+        exception=bytes(cloudpickle.dumps(exc)),
+    )
+
+
+def rebuild_exception(error: ErrorInfo) -> BaseException:
+    """The exception to raise in the client for a failed call."""
+    exc: BaseException | None = None
+    if error.exception is not None:
+        try:
+            exc = cloudpickle.loads(error.exception)
+        except Exception:
+            exc = None
+    if not isinstance(exc, BaseException):
+        return RemoteError(
+            f"{error.type_name}: {error.message}",
+            type_name=error.type_name,
+            traceback=error.traceback,
+        )
+    if error.traceback:
+        exc.__cause__ = RemoteTraceback(error.traceback)
+    return exc
+
+
+def unwrap(outcome: Outcome) -> Any:
+    """Return the call's value, or raise what a terminal non-success outcome means."""
+    if outcome.state is CallState.SUCCEEDED:
+        assert outcome.result is not None
+        return cloudpickle.loads(outcome.result)
+    if outcome.state is CallState.CANCELLED:
+        raise CancelledError(f"call {outcome.call_id} was cancelled")
+    if outcome.error is None:  # a terminal state always carries its error; guard anyway
+        raise ExecutionError(f"call {outcome.call_id} ended as {outcome.state} without detail")
+    if outcome.state is CallState.TIMED_OUT:
+        raise FunctionTimeoutError(outcome.error.message)
+    raise rebuild_exception(outcome.error)

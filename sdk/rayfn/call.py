@@ -1,0 +1,138 @@
+"""FunctionCall: a handle on one spawned call, by its ID."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+from typing import Any, Generic, TypeVar
+
+from rayfn._client import get_client
+from rayfn._ids import validate_call_id
+from rayfn._payload import Outcome, unwrap
+from rayfn.exception import InvalidError, OutputExpiredError
+from rayfn.exception import TimeoutError as RayfnTimeoutError
+from rayfn.schemas import CallStatus
+
+__all__ = ["FunctionCall"]
+
+R = TypeVar("R")
+
+
+def check_timeout(timeout: float | None) -> float | None:
+    """``None`` (or infinity) waits forever; otherwise seconds >= 0."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or math.isnan(timeout):
+        raise InvalidError(f"timeout must be a number of seconds or None, not {timeout!r}")
+    if timeout < 0:
+        raise InvalidError(f"timeout must be >= 0 seconds, not {timeout!r}")
+    if math.isinf(timeout):
+        return None
+    return float(timeout)
+
+
+def result_of(outcome: Outcome) -> Any:
+    if outcome.expired:
+        raise OutputExpiredError(f"the result of {outcome.call_id} has expired and was deleted")
+    return unwrap(outcome)
+
+
+class FunctionCall(Generic[R]):
+    """A spawned call. ``get`` can be called any number of times, from any process."""
+
+    def __init__(self, object_id: str) -> None:
+        self._object_id = validate_call_id(object_id)
+
+    @property
+    def object_id(self) -> str:
+        return self._object_id
+
+    def __repr__(self) -> str:
+        return f"FunctionCall({self._object_id!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FunctionCall) and other.object_id == self.object_id
+
+    def __hash__(self) -> int:
+        return hash(self._object_id)
+
+    @classmethod
+    def from_id(cls, function_call_id: str) -> FunctionCall[Any]:
+        """A handle for an existing call. A malformed ID raises ``InvalidError`` here;
+        an unknown one raises ``NotFoundError`` when first used."""
+        return cls(function_call_id)
+
+    def get(self, timeout: float | None = None) -> R:
+        """The call's return value.
+
+        ``timeout=None`` waits until the call ends, ``0`` checks once. While the call is
+        unfinished at the end of the timeout this raises ``TimeoutError``.
+        """
+        limit = check_timeout(timeout)
+        deadline = None if limit is None else time.monotonic() + limit
+        client = get_client()
+        while True:
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            outcome = client.get(self._object_id, remaining)
+            if outcome.state.is_terminal():
+                value: R = result_of(outcome)
+                return value
+            if deadline is not None and time.monotonic() >= deadline:
+                raise RayfnTimeoutError(
+                    f"{self._object_id} is still {outcome.state.value} after {limit:g} s"
+                )
+
+    def status(self) -> CallStatus:
+        """State, attempts, timestamps and error of the call."""
+        return get_client().status(self._object_id)
+
+    def cancel(self, terminate_containers: bool = False) -> CallStatus:
+        """Cancel the call: a queued call never runs, a running one is stopped and not
+        retried. Cancelling a finished call changes nothing."""
+        return get_client().cancel(self._object_id)
+
+    @staticmethod
+    def gather(*function_calls: FunctionCall[Any]) -> list[Any]:
+        """The values of several calls, in order; raises the first failure."""
+        return list(_gather(function_calls))
+
+
+def _gather(calls: Iterable[FunctionCall[Any]]) -> Iterable[Any]:
+    calls = list(calls)
+    results = collect([c.object_id for c in calls], order_outputs=True, return_exceptions=False)
+    return (value for _, value in results)
+
+
+def collect(
+    call_ids: list[str],
+    *,
+    order_outputs: bool,
+    return_exceptions: bool,
+    progress: Any = None,
+) -> Iterable[tuple[int, Any]]:
+    """Yield ``(index, value)`` as calls finish, in input order when ``order_outputs``."""
+    client = get_client()
+    index_of = {call_id: i for i, call_id in enumerate(call_ids)}
+    pending = dict(index_of)
+    ready: dict[int, Any] = {}
+    next_index = 0
+    while pending:
+        outcomes = client.get_many(list(pending)[:5000], 10.0)
+        for outcome in outcomes:
+            i = pending.pop(outcome.call_id)
+            try:
+                value: Any = result_of(outcome)
+            except Exception as exc:
+                if not return_exceptions:
+                    raise
+                value = exc
+            if progress is not None:
+                progress()
+            if order_outputs:
+                ready[i] = value
+            else:
+                yield i, value
+        while order_outputs and next_index in ready:
+            yield next_index, ready.pop(next_index)
+            next_index += 1

@@ -1,0 +1,169 @@
+"""Function: a deployed (or deployable) function and the ways to call it."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+from rayfn._client import get_client
+from rayfn._ids import new_call_ids
+from rayfn._names import validate_name
+from rayfn._payload import dumps_args
+from rayfn._progress import progress_bar
+from rayfn.call import FunctionCall, collect
+from rayfn.exception import InvalidError
+from rayfn.options import FunctionOptions
+from rayfn.settings import get_settings
+
+if TYPE_CHECKING:
+    from rayfn.app import App
+
+__all__ = ["Function"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Function(Generic[P, R]):
+    """A function of an app. Made by ``@app.function()`` or ``Function.from_name``."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        app: App | None = None,
+        app_name: str | None = None,
+        raw: Callable[P, R] | None = None,
+        options: FunctionOptions | None = None,
+    ) -> None:
+        self._name = validate_name("function", name)
+        self._app = app
+        self._app_name = app_name
+        self._raw = raw
+        self.options = options or FunctionOptions()
+
+    # ---- identity ----------------------------------------------------------------
+
+    @classmethod
+    def from_name(
+        cls, app_name: str, name: str, *, environment_name: str | None = None
+    ) -> Function[..., Any]:
+        """A deployed function, looked up lazily: the first call raises ``NotFoundError``
+        if ``app_name`` has no function ``name`` deployed."""
+        validate_name("app", app_name)
+        return cls(name, app_name=app_name)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def app_name(self) -> str:
+        """The app the calls go to: the running ephemeral app inside ``app.run()``."""
+        if self._app is not None:
+            return self._app.target_name()
+        assert self._app_name is not None
+        return self._app_name
+
+    def __repr__(self) -> str:
+        return f"Function({self.app_name!r}, {self._name!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Inside the cluster a function refers to its deployment by name, never by value.
+        return (_function_from_name, (self.app_name, self._name))
+
+    def get_raw_f(self) -> Callable[P, R]:
+        if self._raw is None:
+            raise InvalidError(f"{self!r} was looked up by name; its code is on the cluster")
+        return self._raw
+
+    def hydrate(self) -> Function[P, R]:
+        """Check now that the function is deployed (raises ``NotFoundError`` if not)."""
+        get_client().function_info(self.app_name, self._name)
+        return self
+
+    # ---- calling -----------------------------------------------------------------
+
+    def local(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the function here, in this process."""
+        return self.get_raw_f()(*args, **kwargs)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.local(*args, **kwargs)
+
+    def spawn(self, *args: P.args, **kwargs: P.kwargs) -> FunctionCall[R]:
+        """Queue one call and return its handle at once; the call is durable on return."""
+        payload = dumps_args(args, kwargs)
+        (call_id,) = new_call_ids(1)
+        get_client().spawn(self.app_name, self._name, [(call_id, payload)])
+        return FunctionCall(call_id)
+
+    def remote(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the function on the cluster and wait for its value."""
+        return self.spawn(*args, **kwargs).get()
+
+    def spawn_map(
+        self, *input_iterators: Iterable[Any], kwargs: dict[str, Any] | None = None
+    ) -> list[FunctionCall[R]]:
+        """Queue one call per input (zipped like ``map``); return the calls, in order."""
+        return [FunctionCall(cid) for cid in self._spawn_inputs(input_iterators, kwargs or {})]
+
+    def map(
+        self,
+        *input_iterators: Iterable[Any],
+        kwargs: dict[str, Any] | None = None,
+        order_outputs: bool = True,
+        return_exceptions: bool = False,
+        show_progress: bool | None = None,
+    ) -> Iterator[R]:
+        """Run the function over the inputs in parallel and yield the values.
+
+        With ``return_exceptions`` a failed input yields its exception instead of raising.
+        A progress bar shows while this runs in a terminal or notebook.
+        """
+        call_ids = self._spawn_inputs(input_iterators, kwargs or {})
+        with progress_bar(len(call_ids), f"{self._name}", show_progress) as advance:
+            for _, value in collect(
+                call_ids,
+                order_outputs=order_outputs,
+                return_exceptions=return_exceptions,
+                progress=advance,
+            ):
+                yield value
+
+    def starmap(
+        self,
+        input_iterator: Iterable[tuple[Any, ...]],
+        kwargs: dict[str, Any] | None = None,
+        order_outputs: bool = True,
+        return_exceptions: bool = False,
+    ) -> Iterator[R]:
+        columns = list(zip(*input_iterator, strict=True))
+        return self.map(
+            *columns,
+            kwargs=kwargs,
+            order_outputs=order_outputs,
+            return_exceptions=return_exceptions,
+        )
+
+    def _spawn_inputs(
+        self, input_iterators: tuple[Iterable[Any], ...], kwargs: dict[str, Any]
+    ) -> list[str]:
+        if not input_iterators:
+            raise InvalidError("map needs at least one iterable of inputs")
+        client = get_client()
+        batch_size = get_settings().spawn_batch_size
+        app_name = self.app_name
+        call_ids: list[str] = []
+        inputs = zip(*input_iterators)  # noqa: B905 - map stops at the shortest, as in Modal
+        while batch := list(itertools.islice(inputs, batch_size)):
+            payloads = [dumps_args(tuple(args), kwargs) for args in batch]
+            ids = new_call_ids(len(payloads))
+            client.spawn(app_name, self._name, list(zip(ids, payloads, strict=True)))
+            call_ids.extend(ids)
+        return call_ids
+
+
+def _function_from_name(app_name: str, name: str) -> Function[..., Any]:
+    return Function.from_name(app_name, name)

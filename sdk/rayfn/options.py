@@ -1,0 +1,213 @@
+"""Function options, validated once at decoration into frozen objects."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from rayfn.exception import InvalidError
+
+__all__ = ["Retries", "FunctionOptions", "Image"]
+
+MIN_TIMEOUT = 1.0
+MAX_TIMEOUT = 24 * 3600.0
+MAX_RETRIES = 100
+
+
+def _number(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidError(f"{name} must be a number, not {value!r}")
+    return float(value)
+
+
+def _check_range(name: str, value: object, low: float, high: float) -> float:
+    number = _number(name, value)
+    if not low <= number <= high:
+        raise InvalidError(f"{name} must be between {low:g} and {high:g}, not {value!r}")
+    return number
+
+
+@dataclasses.dataclass(frozen=True)
+class Retries:
+    """How often and how soon a failed or timed-out call is tried again.
+
+    The delay before retry ``n`` (1-based) is
+    ``min(initial_delay * backoff_coefficient ** (n - 1), max_delay)``.
+    """
+
+    max_retries: int
+    backoff_coefficient: float = 2.0
+    initial_delay: float = 1.0
+    max_delay: float = 60.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):
+            raise InvalidError(f"max_retries must be an integer, not {self.max_retries!r}")
+        if not 0 <= self.max_retries <= MAX_RETRIES:
+            raise InvalidError(f"max_retries must be between 0 and {MAX_RETRIES}")
+        _check_range("backoff_coefficient", self.backoff_coefficient, 1.0, 10.0)
+        _check_range("initial_delay", self.initial_delay, 0.0, 60.0)
+        _check_range("max_delay", self.max_delay, 1.0, 60.0)
+
+    def delay(self, retry_number: int) -> float:
+        """Seconds to wait before retry ``retry_number`` (1 for the first retry)."""
+        raw = self.initial_delay * self.backoff_coefficient ** max(retry_number - 1, 0)
+        return float(min(raw, self.max_delay))
+
+    @classmethod
+    def fixed(cls, max_retries: int) -> Retries:
+        """``retries=N``: N retries one second apart."""
+        return cls(max_retries=max_retries, backoff_coefficient=1.0, initial_delay=1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Image:
+    """A container environment, mapped onto Ray's runtime environments.
+
+    ``debian_slim()`` is the cluster's own environment; ``pip_install`` adds ``pip``
+    packages, ``env`` adds environment variables, ``from_registry`` names a container image.
+    """
+
+    pip: tuple[str, ...] = ()
+    env_vars: tuple[tuple[str, str], ...] = ()
+    image_uri: str | None = None
+
+    @classmethod
+    def debian_slim(cls, python_version: str | None = None) -> Image:
+        return cls()
+
+    @classmethod
+    def from_registry(cls, tag: str, **_: Any) -> Image:
+        if not isinstance(tag, str) or not tag.strip():
+            raise InvalidError("from_registry needs an image reference such as 'python:3.11'")
+        return cls(image_uri=tag)
+
+    def pip_install(self, *packages: str | list[str]) -> Image:
+        flat: list[str] = []
+        for item in packages:
+            flat.extend([item] if isinstance(item, str) else list(item))
+        for package in flat:
+            if not isinstance(package, str) or not package.strip():
+                raise InvalidError(f"pip_install takes package names, not {package!r}")
+        return dataclasses.replace(self, pip=self.pip + tuple(flat))
+
+    def env(self, variables: Mapping[str, str]) -> Image:
+        merged = dict(self.env_vars)
+        for key, value in variables.items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise InvalidError("env takes a mapping of strings to strings")
+            merged[key] = value
+        return dataclasses.replace(self, env_vars=tuple(sorted(merged.items())))
+
+    def runtime_env(self) -> dict[str, Any]:
+        """This image as a Ray ``runtime_env`` (empty for the cluster's own environment)."""
+        env: dict[str, Any] = {}
+        if self.pip:
+            env["pip"] = list(self.pip)
+        if self.env_vars:
+            env["env_vars"] = dict(self.env_vars)
+        if self.image_uri:
+            env["image_uri"] = self.image_uri
+        return env
+
+
+def _parse_gpu(gpu: object) -> float:
+    """Modal spells GPUs as ``"T4"``, ``"A100:2"``, ``"any"`` or a count."""
+    if gpu is None:
+        return 0.0
+    if isinstance(gpu, bool):
+        raise InvalidError(f"gpu must be a count or a GPU type such as 'T4', not {gpu!r}")
+    if isinstance(gpu, (int, float)):
+        if gpu < 0:
+            raise InvalidError("gpu count must not be negative")
+        return float(gpu)
+    if isinstance(gpu, str) and gpu.strip():
+        _, _, count = gpu.partition(":")
+        if not count:
+            return 1.0
+        try:
+            value = float(count)
+        except ValueError:
+            raise InvalidError(f"gpu {gpu!r}: the count after ':' must be a number") from None
+        if value <= 0:
+            raise InvalidError(f"gpu {gpu!r}: the count must be positive")
+        return value
+    raise InvalidError(f"gpu must be a count or a GPU type such as 'T4', not {gpu!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class FunctionOptions:
+    """Everything ``@app.function(...)`` accepts, validated once."""
+
+    retries: Retries | None = None
+    timeout: float = 300.0
+    max_containers: int | None = None
+    min_containers: int = 0
+    cpu: float | None = None
+    memory: int | None = None  # MiB, as in Modal
+    gpu: float = 0.0
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        retries: int | Retries | None = None,
+        timeout: float = 300,
+        max_containers: int | None = None,
+        min_containers: int = 0,
+        cpu: float | None = None,
+        memory: int | None = None,
+        gpu: object = None,
+    ) -> FunctionOptions:
+        if retries is not None and not isinstance(retries, Retries):
+            if isinstance(retries, bool) or not isinstance(retries, int):
+                raise InvalidError(f"retries must be an integer or Retries, not {retries!r}")
+            if retries < 0:
+                raise InvalidError("retries must be >= 0")
+            retries = Retries.fixed(retries)
+        timeout = _check_range("timeout", timeout, MIN_TIMEOUT, MAX_TIMEOUT)
+        for name, value in (("max_containers", max_containers), ("min_containers", min_containers)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise InvalidError(f"{name} must be an integer, not {value!r}")
+        if max_containers is not None and max_containers < 1:
+            raise InvalidError("max_containers must be >= 1")
+        if min_containers < 0:
+            raise InvalidError("min_containers must be >= 0")
+        if max_containers is not None and min_containers > max_containers:
+            raise InvalidError(
+                f"min_containers ({min_containers}) must be <= max_containers ({max_containers})"
+            )
+        if cpu is not None and _number("cpu", cpu) <= 0:
+            raise InvalidError("cpu must be positive")
+        if memory is not None and (
+            isinstance(memory, bool) or not isinstance(memory, int) or memory <= 0
+        ):
+            raise InvalidError(f"memory must be a positive number of MiB, not {memory!r}")
+        return cls(
+            retries=retries,
+            timeout=timeout,
+            max_containers=max_containers,
+            min_containers=min_containers,
+            cpu=None if cpu is None else float(cpu),
+            memory=memory,
+            gpu=_parse_gpu(gpu),
+        )
+
+    def ray_options(self) -> dict[str, Any]:
+        """The Ray task options for one attempt of this function."""
+        options: dict[str, Any] = {"num_cpus": 1.0 if self.cpu is None else self.cpu}
+        if self.gpu:
+            options["num_gpus"] = self.gpu
+        if self.memory:
+            options["memory"] = self.memory * 1024 * 1024
+        return options
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FunctionOptions:
+        fields = dict(data)
+        retries = fields.pop("retries", None)
+        return cls(retries=Retries(**retries) if retries else None, **fields)

@@ -1,0 +1,83 @@
+"""Every rayfn setting, in one place.
+
+Each field reads the environment variable ``RAYFN_<FIELD>`` (for example
+``RAYFN_STATE_DIR``). Nothing else in rayfn reads the environment for configuration.
+
+state_dir           where the store (SQLite), the Ray address file and logs live
+                    (default ``~/.rayfn``).
+address             the Ray cluster to use; empty means the address ``rayfn start``
+                    recorded in the state directory.
+namespace           Ray namespace of the registry actor; two namespaces give two
+                    independent rayfn services on one Ray cluster.
+retention_seconds   how long results are kept after a call finishes (7 days).
+sweep_interval_seconds  how often expired results are deleted.
+default_window      calls of one function handed to Ray at once when it has no
+                    ``max_containers``; the rest wait in the store.
+system_retries      how often Ray re-runs an attempt whose worker process or node
+                    died; these do not count against a function's ``Retries``.
+client_retry_seconds  how long a client keeps retrying while the registry restarts.
+wait_chunk_seconds  longest single wait the registry serves; longer ``get`` timeouts
+                    are made of several such waits.
+spawn_batch_size    inputs per request in ``spawn_map``/``map``.
+ray_auth_mode       value of Ray's ``RAY_AUTH_MODE`` used by every rayfn process, so
+                    drivers and cluster agree.
+num_cpus            CPUs of the local Ray head that ``rayfn start`` launches
+                    (empty: all of the machine's).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAYFN_", frozen=True, extra="ignore")
+
+    state_dir: Path = Field(default_factory=lambda: Path.home() / ".rayfn")
+    address: str = ""
+    namespace: str = "rayfn"
+    retention_seconds: float = Field(default=7 * 24 * 3600, gt=0)
+    sweep_interval_seconds: float = Field(default=60.0, gt=0)
+    default_window: int = Field(default=64, ge=1)
+    system_retries: int = Field(default=3, ge=0)
+    client_retry_seconds: float = Field(default=120.0, ge=0)
+    wait_chunk_seconds: float = Field(default=20.0, gt=0)
+    spawn_batch_size: int = Field(default=1000, ge=1)
+    ray_auth_mode: str = Field(default_factory=lambda: os.environ.get("RAY_AUTH_MODE", "token"))
+    num_cpus: int | None = Field(default=None, ge=0)
+
+    @property
+    def store_path(self) -> Path:
+        return self.state_dir / "rayfn.sqlite3"
+
+    @property
+    def address_file(self) -> Path:
+        return self.state_dir / "ray_address"
+
+    def apply_ray_environment(self) -> None:
+        """Make this process agree with the cluster on Ray's auth mode.
+
+        Ray reads ``RAY_AUTH_MODE`` into its config when imported; a driver that disagrees
+        with the cluster fails with misleading errors, so set it and reload the config.
+        """
+        if os.environ.get("RAY_AUTH_MODE") == self.ray_auth_mode:
+            return
+        os.environ["RAY_AUTH_MODE"] = self.ray_auth_mode
+        if "ray" in sys.modules:
+            from ray._raylet import Config
+
+            Config.initialize("")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read from the environment once."""
+    return Settings()

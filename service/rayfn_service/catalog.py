@@ -1,0 +1,81 @@
+"""Deployed functions as the registry runs them: options, Ray task, code in Ray's store."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import ray
+
+from rayfn.options import FunctionOptions
+from rayfn_service.executor import remote_execute
+from rayfn_service.store import FunctionRecord, SqliteStore
+
+
+@dataclasses.dataclass
+class RuntimeFunction:
+    app: str
+    version: int
+    name: str
+    options: FunctionOptions
+    task: Any  # the executor with this function's Ray options
+    code_ref: ray.ObjectRef  # owned by the registry, fetched once per worker
+
+
+class Catalog:
+    """Loads each (app, version, function) once from the store and keeps it ready."""
+
+    def __init__(self, store: SqliteStore, system_retries: int) -> None:
+        self._store = store
+        self._system_retries = system_retries
+        self._loaded: dict[tuple[str, int, str], RuntimeFunction] = {}
+        self._current: dict[tuple[str, str], int] = {}
+
+    def refresh_current(self) -> None:
+        self._current = {(f.app, f.name): f.version for f in self._store.live_functions()}
+
+    def current_version(self, app: str, name: str) -> int | None:
+        return self._current.get((app, name))
+
+    def current(self, app: str, name: str) -> RuntimeFunction | None:
+        version = self._current.get((app, name))
+        return None if version is None else self.get(app, version, name)
+
+    def live_keys(self) -> list[tuple[str, str]]:
+        return list(self._current)
+
+    def get(self, app: str, version: int, name: str) -> RuntimeFunction | None:
+        key = (app, version, name)
+        loaded = self._loaded.get(key)
+        if loaded is None:
+            record = self._store.get_function(app, name, version)
+            if record is None:
+                return None
+            loaded = self._build(record)
+            self._loaded[key] = loaded
+        return loaded
+
+    def forget_app(self, app: str) -> None:
+        for key in [k for k in self._loaded if k[0] == app]:
+            del self._loaded[key]
+
+    def _build(self, record: FunctionRecord) -> RuntimeFunction:
+        options = FunctionOptions.from_dict(json.loads(record.options))
+        runtime_env = json.loads(record.runtime_env)
+        ray_options: dict[str, Any] = {
+            **options.ray_options(),
+            "max_retries": self._system_retries,
+            "retry_exceptions": False,
+            "name": f"rayfn:{record.app}.{record.name}",
+        }
+        if runtime_env:
+            ray_options["runtime_env"] = runtime_env
+        return RuntimeFunction(
+            app=record.app,
+            version=record.version,
+            name=record.name,
+            options=options,
+            task=remote_execute.options(**ray_options),
+            code_ref=ray.put(record.code),
+        )

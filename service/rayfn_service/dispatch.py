@@ -1,0 +1,315 @@
+"""From the durable queue to Ray: per-function windows, attempts, timeouts and retries.
+
+The queue lives in the store. Each function gets a pump that claims at most ``window``
+calls at a time (``max_containers`` when set, else the global default) and submits one
+Ray task per attempt. The registry submits, so it owns every ObjectRef: a client that
+exits orphans nothing. A timed-out attempt is force-cancelled; a user error or timeout is
+retried per ``Retries``; a dead worker is re-run by Ray (``max_retries``) without using a
+user retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import functools
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import ray
+from ray.exceptions import RayError, TaskCancelledError
+
+from rayfn._payload import ErrorInfo, error_of
+from rayfn.exception import ExecutionError, FunctionTimeoutError
+from rayfn.states import CallState
+from rayfn_service.catalog import Catalog, RuntimeFunction
+from rayfn_service.store import Claim, SqliteStore
+from rayfn_service.store.group_commit import GroupCommit
+
+logger = logging.getLogger(__name__)
+
+# How long to wait for a force-cancelled task to be gone before its slot is reused.
+CANCEL_GRACE_SECONDS = 30.0
+
+
+@dataclasses.dataclass
+class Attempt:
+    claim: Claim
+    function: RuntimeFunction
+    ref: ray.ObjectRef
+    submitted_at: float
+    started_at: float | None = None
+    cancelled: bool = False
+
+
+@dataclasses.dataclass
+class FunctionQueue:
+    app: str
+    name: str
+    window: int
+    running: int = 0
+    kick: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    retry_ready: collections.deque[str] = dataclasses.field(default_factory=collections.deque)
+    pump: asyncio.Task[None] | None = None
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: SqliteStore,
+        commit: GroupCommit,
+        catalog: Catalog,
+        *,
+        default_window: int,
+        retention_seconds: float,
+        registry_address: tuple[str, str],
+        on_finished: Callable[[str], None],
+    ) -> None:
+        self._store = store
+        self._commit = commit
+        self._catalog = catalog
+        self._default_window = default_window
+        self._retention = retention_seconds
+        self._registry_address = registry_address
+        self._on_finished = on_finished
+        self._queues: dict[tuple[str, str], FunctionQueue] = {}
+        self.inflight: dict[str, Attempt] = {}
+        # Calls cancelled while their claim was on its way from the store to Ray.
+        self._cancel_before_start: set[str] = set()
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # ---- queues ------------------------------------------------------------------
+
+    def window_of(self, app: str, name: str) -> int:
+        fn = self._catalog.current(app, name)
+        if fn is not None and fn.options.max_containers is not None:
+            return fn.options.max_containers
+        return self._default_window
+
+    def kick(self, app: str, name: str) -> None:
+        queue = self._queues.get((app, name))
+        if queue is None:
+            queue = FunctionQueue(app=app, name=name, window=self.window_of(app, name))
+            queue.pump = asyncio.get_running_loop().create_task(self._pump(queue))
+            self._queues[(app, name)] = queue
+        queue.kick.set()
+
+    def refresh_windows(self) -> None:
+        for queue in self._queues.values():
+            queue.window = self.window_of(queue.app, queue.name)
+            queue.kick.set()
+
+    def running_counts(self) -> dict[tuple[str, str], int]:
+        return {key: q.running for key, q in self._queues.items()}
+
+    async def _pump(self, queue: FunctionQueue) -> None:
+        while True:
+            await queue.kick.wait()
+            queue.kick.clear()
+            try:
+                await self._fill(queue)
+            except Exception:
+                logger.exception("dispatch of %s.%s failed; retrying", queue.app, queue.name)
+                await asyncio.sleep(1.0)
+                queue.kick.set()
+
+    async def _fill(self, queue: FunctionQueue) -> None:
+        while queue.running < queue.window:
+            free = queue.window - queue.running
+            claims: list[Claim] = []
+            while queue.retry_ready and len(claims) < free:
+                call_id = queue.retry_ready.popleft()
+                claim = await self._commit.run(functools.partial(self._start_retry, call_id))
+                if claim is not None:
+                    claims.append(claim)
+            if len(claims) < free:
+                claims.extend(
+                    await self._commit.run(
+                        functools.partial(self._claim, queue.app, queue.name, free - len(claims))
+                    )
+                )
+            if not claims:
+                return
+            for claim in claims:
+                self._start(queue, claim)
+
+    def _claim(self, app: str, name: str, limit: int) -> list[Claim]:
+        return self._store.claim_queued(app, name, limit, time.time())
+
+    def _start_retry(self, call_id: str) -> Claim | None:
+        return self._store.start_retry(call_id, time.time())
+
+    # ---- attempts ----------------------------------------------------------------
+
+    def _start(self, queue: FunctionQueue, claim: Claim) -> None:
+        if claim.id in self._cancel_before_start:
+            self._cancel_before_start.discard(claim.id)
+            return
+        fn = self._catalog.get(claim.app, claim.version, claim.function)
+        if fn is None:
+            self._spawn_task(
+                self._settle_error(
+                    claim,
+                    error_of(
+                        ExecutionError,
+                        f"function {claim.app}.{claim.function} "
+                        f"version {claim.version} is not in the store",
+                    ),
+                )
+            )
+            return
+        now = time.time()
+        ref = fn.task.remote(
+            [fn.code_ref],
+            (fn.app, fn.version, fn.name),
+            claim.id,
+            claim.attempts,
+            claim.args,
+            now,
+            self._registry_address,
+        )
+        attempt = Attempt(claim=claim, function=fn, ref=ref, submitted_at=now)
+        self.inflight[claim.id] = attempt
+        queue.running += 1
+        self._spawn_task(self._watch(queue, attempt))
+
+    def _spawn_task(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def note_started(self, call_id: str, attempt_number: int, started_at: float) -> None:
+        attempt = self.inflight.get(call_id)
+        if attempt is not None and attempt.claim.attempts == attempt_number:
+            attempt.started_at = started_at
+
+    async def _watch(self, queue: FunctionQueue, attempt: Attempt) -> None:
+        timeout = attempt.function.options.timeout
+        future = asyncio.wrap_future(attempt.ref.future())
+        timed_out = False
+        try:
+            while not future.done():
+                clock = attempt.started_at or attempt.submitted_at
+                remaining = clock + timeout - time.time()
+                if remaining <= 0:
+                    timed_out = not attempt.cancelled
+                    ray.cancel(attempt.ref, force=True)
+                    await asyncio.wait([future], timeout=CANCEL_GRACE_SECONDS)
+                    break
+                await asyncio.wait([future], timeout=remaining)
+        finally:
+            queue.running -= 1
+            self.inflight.pop(attempt.claim.id, None)
+            queue.kick.set()
+        if attempt.cancelled or timed_out:
+            if future.done() and not future.cancelled():
+                future.exception()  # retrieved: the cancellation error is expected
+        if attempt.cancelled:
+            return
+        if timed_out:
+            await self._settle_failure(
+                queue,
+                attempt,
+                CallState.TIMED_OUT,
+                error_of(
+                    FunctionTimeoutError,
+                    f"{attempt.function.name} timed out after {timeout:g} s "
+                    f"(attempt {attempt.claim.attempts})",
+                ),
+            )
+            return
+        await self._settle_done(queue, attempt, future)
+
+    async def _settle_done(
+        self, queue: FunctionQueue, attempt: Attempt, future: asyncio.Future[Any]
+    ) -> None:
+        try:
+            kind, payload = future.result()
+        except TaskCancelledError:
+            return  # cancelled by the user; cancel() wrote the outcome
+        except RayError as exc:
+            # The worker process or node died more times than Ray retries it.
+            await self._settle_error(
+                attempt.claim,
+                error_of(
+                    ExecutionError,
+                    f"{attempt.function.name} could not run: {type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0] if str(exc) else ''}",
+                ),
+            )
+            return
+        if kind == "ok":
+            await self._finish(attempt.claim.id, CallState.SUCCEEDED, result=payload)
+        else:
+            await self._settle_failure(queue, attempt, CallState.FAILED, payload)
+
+    async def _settle_failure(
+        self, queue: FunctionQueue, attempt: Attempt, state: CallState, error: ErrorInfo
+    ) -> None:
+        retries = attempt.function.options.retries
+        done = attempt.claim.attempts
+        if retries is None or done > retries.max_retries:
+            await self._finish(attempt.claim.id, state, error=error)
+            return
+        if not await self._commit.run(lambda: self._store.mark_retrying(attempt.claim.id)):
+            return  # cancelled meanwhile
+        delay = retries.delay(done)
+        loop = asyncio.get_running_loop()
+        loop.call_later(delay, self._retry_ready, queue, attempt.claim.id)
+
+    def _retry_ready(self, queue: FunctionQueue, call_id: str) -> None:
+        queue.retry_ready.append(call_id)
+        queue.kick.set()
+
+    async def _settle_error(self, claim: Claim, error: ErrorInfo) -> None:
+        await self._finish(claim.id, CallState.FAILED, error=error)
+
+    async def _finish(
+        self,
+        call_id: str,
+        state: CallState,
+        *,
+        result: bytes | None = None,
+        error: ErrorInfo | None = None,
+    ) -> None:
+        now = time.time()
+        await self._commit.run(
+            lambda: self._store.finish(
+                call_id,
+                state,
+                now=now,
+                expires_at=now + self._retention,
+                result=result,
+                error=error,
+            )
+        )
+        self._on_finished(call_id)
+
+    # ---- cancellation ------------------------------------------------------------
+
+    async def cancel(self, call_id: str) -> bool:
+        now = time.time()
+        before = await self._commit.run(
+            lambda: self._store.cancel(call_id, now, now + self._retention)
+        )
+        if before is None:
+            return False
+        attempt = self.inflight.get(call_id)
+        if attempt is not None:
+            attempt.cancelled = True
+            ray.cancel(attempt.ref, force=True)
+        elif before is CallState.RUNNING:
+            self._cancel_before_start.add(call_id)
+        self._on_finished(call_id)
+        return True
+
+    def cancel_all(self, call_ids: list[str]) -> None:
+        for call_id in call_ids:
+            attempt = self.inflight.get(call_id)
+            if attempt is not None:
+                attempt.cancelled = True
+                ray.cancel(attempt.ref, force=True)
+            self._on_finished(call_id)

@@ -1,0 +1,224 @@
+"""Start and stop rayfn: a local Ray head (the embedded default) and the registry actor.
+
+Each local head gets its own temp dir and ports, so several rayfn services (tests, fault
+drills) can run on one machine, and ``stop`` ends only the processes of its own head,
+never every Ray on the machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from rayfn.exception import ConnectionError, Error
+from rayfn.settings import Settings
+from rayfn_service.names import HEAD_NODE_RESOURCE, REGISTRY_ACTOR
+
+logger = logging.getLogger(__name__)
+
+REGISTRY_START_TIMEOUT = 120.0
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadInfo:
+    """What ``rayfn start`` records in the state directory about the Ray it uses."""
+
+    address: str
+    temp_dir: str | None  # set when rayfn started the head itself
+    started_by_rayfn: bool
+
+    def save(self, settings: Settings) -> None:
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        settings.address_file.write_text(self.address + "\n")
+        _head_file(settings).write_text(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def load(cls, settings: Settings) -> HeadInfo | None:
+        try:
+            return cls(**json.loads(_head_file(settings).read_text()))
+        except FileNotFoundError:
+            return None
+
+
+def _head_file(settings: Settings) -> Path:
+    return settings.state_dir / "head.json"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _temp_dir_for(settings: Settings) -> str:
+    # Short, under /tmp: Ray's socket paths must stay under the 107-byte limit.
+    digest = hashlib.sha1(str(settings.state_dir.resolve()).encode()).hexdigest()[:10]
+    return f"/tmp/rayfn-{digest}"
+
+
+def _ray_executable() -> str:
+    candidate = Path(sys.executable).parent / "ray"
+    return str(candidate) if candidate.exists() else "ray"
+
+
+def start_local_head(settings: Settings, num_cpus: int | None = None) -> HeadInfo:
+    """Start a Ray head on this machine, on free ports, and return where it is."""
+    settings.apply_ray_environment()
+    port = _free_port()
+    temp_dir = _temp_dir_for(settings)
+    command = [
+        _ray_executable(),
+        "start",
+        "--head",
+        f"--port={port}",
+        "--node-ip-address=127.0.0.1",
+        f"--temp-dir={temp_dir}",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+        f"--dashboard-agent-listen-port={_free_port()}",
+        f"--dashboard-agent-grpc-port={_free_port()}",
+        f"--runtime-env-agent-port={_free_port()}",
+        f"--metrics-export-port={_free_port()}",
+        f"--ray-client-server-port={_free_port()}",
+        f"--node-manager-port={_free_port()}",
+        f"--object-manager-port={_free_port()}",
+    ]
+    cpus = num_cpus if num_cpus is not None else settings.num_cpus
+    if cpus is not None:
+        command.append(f"--num-cpus={cpus}")
+    result = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
+    if result.returncode != 0:
+        raise Error(f"`ray start` failed:\n{result.stderr.strip() or result.stdout.strip()}")
+    info = HeadInfo(address=f"127.0.0.1:{port}", temp_dir=temp_dir, started_by_rayfn=True)
+    info.save(settings)
+    return info
+
+
+def registry_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "name": REGISTRY_ACTOR,
+        "namespace": settings.namespace,
+        "lifetime": "detached",
+        "get_if_exists": True,
+        "max_restarts": -1,
+        # Re-running a method after a crash could crash it again forever; clients retry.
+        "max_task_retries": 0,
+        "num_cpus": 0,
+        "max_concurrency": 10_000,
+        # The store's SQLite file lives on the head node's disk.
+        "resources": {HEAD_NODE_RESOURCE: 0.001},
+    }
+
+
+def ensure_registry(settings: Settings) -> Any:
+    """The registry actor of ``settings.namespace``, created if it is not running."""
+    from rayfn_service.registry import Registry, settings_for_registry
+
+    actor_class = ray.remote(Registry).options(**registry_options(settings))
+    handle = actor_class.remote(settings_for_registry(settings))
+    ray.get(handle.ping.remote(), timeout=REGISTRY_START_TIMEOUT)
+    return handle
+
+
+def connect_driver(address: str, settings: Settings) -> None:
+    settings.apply_ray_environment()
+    if ray.is_initialized():
+        return
+    try:
+        ray.init(address=address, logging_level=logging.WARNING, configure_logging=False)
+    except Exception as exc:
+        raise ConnectionError(f"cannot reach the Ray cluster at {address}: {exc}") from exc
+
+
+def start(settings: Settings, address: str | None = None, num_cpus: int | None = None) -> HeadInfo:
+    """Bring rayfn up: attach to ``address`` or start a local head, then the registry.
+
+    Idempotent: when rayfn already runs for this state directory, it is reused.
+    """
+    info = HeadInfo.load(settings)
+    if address:
+        info = HeadInfo(address=address, temp_dir=None, started_by_rayfn=False)
+        info.save(settings)
+    elif info is None or not head_alive(info):
+        info = start_local_head(settings, num_cpus)
+    connect_driver(info.address, settings)
+    ensure_registry(settings)
+    return info
+
+
+def head_alive(info: HeadInfo) -> bool:
+    host, _, port = info.address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=2):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def head_processes(temp_dir: str) -> list[int]:
+    """PIDs of the Ray processes that belong to the head using ``temp_dir``."""
+    import psutil
+
+    pids = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            cmdline = " ".join(proc.info["cmdline"] or [])
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if temp_dir in cmdline and proc.info["pid"] != os.getpid():
+            pids.append(int(proc.info["pid"]))
+    return pids
+
+
+def kill_head(temp_dir: str, grace_seconds: float = 5.0) -> None:
+    """Stop one local head's processes (SIGTERM, then SIGKILL), leaving other Rays alone."""
+    import psutil
+
+    pids = head_processes(temp_dir)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace_seconds
+    while time.monotonic() < deadline and any(psutil.pid_exists(p) for p in pids):
+        time.sleep(0.1)
+    for pid in head_processes(temp_dir):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def stop(settings: Settings) -> str:
+    """Stop rayfn for this state directory. A head rayfn started is stopped with it; an
+    attached cluster keeps running and only the registry is removed."""
+    info = HeadInfo.load(settings)
+    if info is None:
+        return "rayfn is not running"
+    message = "stopped rayfn"
+    if info.started_by_rayfn and info.temp_dir:
+        kill_head(info.temp_dir)
+        message = f"stopped rayfn and its Ray head at {info.address}"
+    elif head_alive(info):
+        connect_driver(info.address, settings)
+        try:
+            ray.kill(ray.get_actor(REGISTRY_ACTOR, namespace=settings.namespace), no_restart=True)
+        except ValueError:
+            pass
+        message = f"stopped the rayfn registry; the Ray cluster at {info.address} keeps running"
+    settings.address_file.unlink(missing_ok=True)
+    _head_file(settings).unlink(missing_ok=True)
+    return message

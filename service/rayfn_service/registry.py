@@ -1,0 +1,348 @@
+"""The Registry: sole writer of call state, owner of every attempt's ObjectRef.
+
+A plain class; ``launch.py`` makes it a named, detached, restartable Ray actor pinned to
+the head node. On (re)start it reloads deployments from the store and re-queues calls
+that were running, so no accepted call is lost when the actor dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rayfn._ids import validate_call_id
+from rayfn._names import validate_name
+from rayfn._payload import Outcome
+from rayfn.exception import InvalidError, NotFoundError
+from rayfn.schemas import AppInfo, CallStatus, FunctionInfo, FunctionStats
+from rayfn.settings import Settings
+from rayfn.states import CallState
+from rayfn_service.catalog import Catalog
+from rayfn_service.dispatch import Dispatcher
+from rayfn_service.names import REGISTRY_ACTOR
+from rayfn_service.store import CallRecord, FunctionRecord, SqliteStore
+from rayfn_service.store.base import NewCall
+from rayfn_service.store.group_commit import GroupCommit
+
+logger = logging.getLogger(__name__)
+
+DeployedFunction = tuple[str, str, bytes, str]  # name, options JSON, code, runtime_env JSON
+
+
+def _status(record: CallRecord, now: float) -> CallStatus:
+    return CallStatus(
+        call_id=record.id,
+        app=record.app,
+        function=record.function,
+        version=record.version,
+        state=record.state,
+        attempts=record.attempts,
+        created_at=record.created_at,
+        started_at=record.started_at,
+        finished_at=record.finished_at,
+        expires_at=record.expires_at,
+        expired=record.expired or (record.expires_at is not None and record.expires_at <= now),
+        error_type=record.error.type_name if record.error else None,
+        error_message=record.error.message if record.error else None,
+    )
+
+
+def _outcome(record: CallRecord, now: float) -> Outcome:
+    expired = record.expired or (record.expires_at is not None and record.expires_at <= now)
+    if expired:
+        return Outcome(call_id=record.id, state=record.state, expired=True)
+    return Outcome(call_id=record.id, state=record.state, result=record.result, error=record.error)
+
+
+class Registry:
+    async def __init__(self, settings_json: str) -> None:  # type: ignore[misc]
+        self._settings = Settings.model_validate_json(settings_json)
+        self._store = SqliteStore(self._settings.store_path)
+        self._commit = GroupCommit(self._store)
+        self._catalog = Catalog(self._store, self._settings.system_retries)
+        self._waiters: dict[str, asyncio.Event] = {}
+        self._dispatcher = Dispatcher(
+            self._store,
+            self._commit,
+            self._catalog,
+            default_window=self._settings.default_window,
+            retention_seconds=self._settings.retention_seconds,
+            registry_address=(self._settings.namespace, REGISTRY_ACTOR),
+            on_finished=self._wake,
+        )
+        requeued = await self._commit.run(self._store.recover)
+        if requeued:
+            logger.warning(
+                "re-queued %d calls that were running when the registry stopped", requeued
+            )
+        self._catalog.refresh_current()
+        for app, name in self._store.queued_functions():
+            self._dispatcher.kick(app, name)
+        self._request_min_containers()
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+        self._started_at = time.time()
+
+    # ---- health ------------------------------------------------------------------
+
+    async def ping(self) -> dict[str, Any]:
+        return {"started_at": self._started_at, "store": str(self._store.path)}
+
+    # ---- deployments -------------------------------------------------------------
+
+    async def deploy(
+        self, app: str, functions: Sequence[DeployedFunction], ephemeral: bool = False
+    ) -> int:
+        validate_name("app", app)
+        if not functions:
+            raise InvalidError(f"app {app!r} has no functions to deploy")
+        for name, *_ in functions:
+            validate_name("function", name)
+
+        def write() -> int:
+            version = self._store.next_version(app)
+            records = [
+                FunctionRecord(app, version, name, options, code, env)
+                for name, options, code, env in functions
+            ]
+            return self._store.deploy(app, records, ephemeral=ephemeral, now=time.time())
+
+        version = await self._commit.run(write)
+        self._catalog.refresh_current()
+        self._dispatcher.refresh_windows()
+        self._request_min_containers()
+        logger.info("deployed %s version %d (%d functions)", app, version, len(functions))
+        return version
+
+    async def stop_app(self, app: str) -> int:
+        """Stop an app: it takes no new calls and its unfinished calls are cancelled."""
+        now = time.time()
+        expires = now + self._settings.retention_seconds
+
+        def write() -> list[str] | None:
+            if not self._store.stop_app(app, now):
+                return None
+            return self._store.cancel_app_calls(app, now, expires)
+
+        cancelled = await self._commit.run(write)
+        if cancelled is None:
+            raise NotFoundError(f"no deployed app named {app!r}")
+        self._dispatcher.cancel_all(cancelled)
+        self._catalog.refresh_current()
+        self._catalog.forget_app(app)
+        self._request_min_containers()
+        return len(cancelled)
+
+    async def list_apps(self) -> list[AppInfo]:
+        return [
+            AppInfo(
+                name=a.name,
+                version=a.version,
+                state=a.state,
+                ephemeral=a.ephemeral,
+                updated_at=a.updated_at,
+                functions=list(a.functions),
+            )
+            for a in self._store.list_apps()
+        ]
+
+    async def function_info(self, app: str, name: str) -> FunctionInfo:
+        fn = self._catalog.current(app, name)
+        if fn is None:
+            if self._store.get_app(app) is None or not self._app_live(app):
+                raise NotFoundError(f"app {app!r} is not deployed")
+            raise NotFoundError(f"app {app!r} has no function {name!r}")
+        return FunctionInfo(app=app, name=name, version=fn.version, options=fn.options.to_dict())
+
+    def _app_live(self, app: str) -> bool:
+        record = self._store.get_app(app)
+        return record is not None and record.state == "deployed"
+
+    # ---- calls -------------------------------------------------------------------
+
+    async def spawn(self, app: str, name: str, calls: Sequence[tuple[str, bytes]]) -> int:
+        """Accept calls (IDs chosen by the client); answer after they are committed.
+
+        Re-sending the same IDs is harmless, so clients retry freely across restarts.
+        """
+        version = self._catalog.current_version(app, name)
+        if version is None:
+            await self.function_info(app, name)  # raises the precise NotFoundError
+            raise NotFoundError(f"{app}.{name} is not deployed")
+        for call_id, args in calls:
+            validate_call_id(call_id)
+            if not isinstance(args, bytes):
+                raise InvalidError("call arguments must be serialized bytes")
+        now = time.time()
+        rows = [NewCall(call_id, app, name, version, args, now) for call_id, args in calls]
+        await self._commit.run(lambda: self._store.insert_calls(rows))
+        self._dispatcher.kick(app, name)
+        return len(rows)
+
+    def _record(self, call_id: str, with_payload: bool = True) -> CallRecord:
+        validate_call_id(call_id)
+        record = self._store.get_call(call_id, with_payload=with_payload)
+        if record is None:
+            raise NotFoundError(f"no call with ID {call_id}")
+        return record
+
+    async def get(self, call_id: str, timeout: float | None) -> Outcome:
+        """The call's outcome; waits up to ``timeout`` (capped) while it is unfinished."""
+        record = self._record(call_id, with_payload=False)
+        if not record.state.is_terminal() and (timeout is None or timeout > 0):
+            wait = (
+                self._settings.wait_chunk_seconds
+                if timeout is None
+                else min(timeout, self._settings.wait_chunk_seconds)
+            )
+            await self._wait(call_id, wait)
+        record = self._record(call_id)
+        return _outcome(record, time.time())
+
+    async def get_many(self, call_ids: Sequence[str], timeout: float) -> list[Outcome]:
+        """The finished calls among ``call_ids``, waiting up to ``timeout`` for the first."""
+        for call_id in call_ids:
+            validate_call_id(call_id)
+        records = self._store.get_calls(call_ids)
+        if len(records) < len(set(call_ids)):
+            known = {r.id for r in records}
+            missing = next(c for c in call_ids if c not in known)
+            raise NotFoundError(f"no call with ID {missing}")
+        done = [r for r in records if r.state.is_terminal()]
+        if not done and timeout > 0:
+            events = [self._waiter(r.id) for r in records]
+            waits = [asyncio.ensure_future(e.wait()) for e in events]
+            try:
+                await asyncio.wait(
+                    waits,
+                    timeout=min(timeout, self._settings.wait_chunk_seconds),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                for w in waits:
+                    w.cancel()
+                for r in records:
+                    self._release(r.id)
+            records = self._store.get_calls(call_ids)
+            done = [r for r in records if r.state.is_terminal()]
+        now = time.time()
+        return [_outcome(r, now) for r in done]
+
+    async def status(self, call_id: str) -> CallStatus:
+        return _status(self._record(call_id, with_payload=True), time.time())
+
+    async def cancel(self, call_id: str) -> CallStatus:
+        record = self._record(call_id, with_payload=False)
+        if not record.state.is_terminal():
+            await self._dispatcher.cancel(call_id)
+        return _status(self._record(call_id), time.time())
+
+    async def list_calls(
+        self,
+        app: str | None = None,
+        function: str | None = None,
+        state: str | None = None,
+        limit: int = 100,
+        before: str | None = None,
+    ) -> list[CallStatus]:
+        if before is not None:
+            validate_call_id(before)
+        try:
+            call_state = CallState(state) if state else None
+        except ValueError:
+            raise InvalidError(f"unknown state {state!r}") from None
+        if not 1 <= limit <= 1000:
+            raise InvalidError("limit must be between 1 and 1000")
+        now = time.time()
+        records = self._store.list_calls(
+            app=app, function=function, state=call_state, limit=limit, before=before
+        )
+        return [_status(r, now) for r in records]
+
+    async def stats(self) -> list[FunctionStats]:
+        depths = self._store.queue_depths()
+        running = self._dispatcher.running_counts()
+        keys = set(depths) | set(self._catalog.live_keys())
+        return [
+            FunctionStats(
+                app=app,
+                function=name,
+                queued=depths.get((app, name), {}).get("queued", 0),
+                running=depths.get((app, name), {}).get("running", 0),
+                retrying=depths.get((app, name), {}).get("retrying", 0),
+                in_ray=running.get((app, name), 0),
+                window=self._dispatcher.window_of(app, name),
+            )
+            for app, name in sorted(keys)
+        ]
+
+    def attempt_started(self, call_id: str, attempt: int, started_at: float) -> None:
+        self._dispatcher.note_started(call_id, attempt, started_at)
+
+    # ---- waiting -----------------------------------------------------------------
+
+    def _waiter(self, call_id: str) -> asyncio.Event:
+        event = self._waiters.get(call_id)
+        if event is None:
+            event = self._waiters[call_id] = asyncio.Event()
+            event.users = 0  # type: ignore[attr-defined]
+        event.users += 1  # type: ignore[attr-defined]
+        return event
+
+    def _release(self, call_id: str) -> None:
+        event = self._waiters.get(call_id)
+        if event is not None:
+            event.users -= 1  # type: ignore[attr-defined]
+            if event.users <= 0:  # type: ignore[attr-defined]
+                del self._waiters[call_id]
+
+    async def _wait(self, call_id: str, timeout: float) -> None:
+        event = self._waiter(call_id)
+        try:
+            # Re-check after registering: the call may have finished in between.
+            record = self._store.get_call(call_id, with_payload=False)
+            if record is not None and not record.state.is_terminal():
+                await asyncio.wait_for(event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            self._release(call_id)
+
+    def _wake(self, call_id: str) -> None:
+        event = self._waiters.get(call_id)
+        if event is not None:
+            event.set()
+
+    # ---- upkeep ------------------------------------------------------------------
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.sweep_interval_seconds)
+            try:
+                while await self._commit.run(lambda: self._store.sweep_expired(time.time())):
+                    pass
+            except Exception:
+                logger.exception("expiry sweep failed; will try again")
+
+    def _request_min_containers(self) -> None:
+        bundles: list[dict[str, float]] = []
+        for app, name in self._catalog.live_keys():
+            fn = self._catalog.current(app, name)
+            if fn is not None and fn.options.min_containers:
+                shape = {"CPU": fn.options.ray_options()["num_cpus"]}
+                if fn.options.gpu:
+                    shape["GPU"] = fn.options.gpu
+                bundles.extend([shape] * fn.options.min_containers)
+        try:
+            from ray.autoscaler.sdk import request_resources
+
+            request_resources(bundles=bundles)
+        except Exception:  # no autoscaler (a fixed local cluster): nothing to ask
+            logger.debug("request_resources unavailable", exc_info=True)
+
+
+def settings_for_registry(settings: Settings) -> str:
+    return json.dumps(json.loads(settings.model_dump_json()))

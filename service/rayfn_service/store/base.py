@@ -1,0 +1,127 @@
+"""The Store protocol: what the registry needs from durable state, and its records."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from rayfn._payload import ErrorInfo
+from rayfn.states import CallState
+
+
+@dataclasses.dataclass(frozen=True)
+class FunctionRecord:
+    app: str
+    version: int
+    name: str
+    options: str  # FunctionOptions as JSON
+    code: bytes  # the cloudpickled user function
+    runtime_env: str  # JSON
+
+
+@dataclasses.dataclass(frozen=True)
+class AppRecord:
+    name: str
+    version: int
+    state: str  # "deployed" or "stopped"
+    ephemeral: bool
+    updated_at: float
+    functions: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class CallRecord:
+    id: str
+    app: str
+    function: str
+    version: int
+    state: CallState
+    attempts: int
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    expires_at: float | None
+    expired: bool
+    result: bytes | None = None
+    error: ErrorInfo | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """A queued call taken by the dispatcher for its next attempt."""
+
+    id: str
+    app: str
+    function: str
+    version: int
+    attempts: int  # including the attempt being started
+    args: bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class NewCall:
+    id: str
+    app: str
+    function: str
+    version: int
+    args: bytes
+    created_at: float
+
+
+class Store(Protocol):
+    """Durable state. Writes happen inside ``transaction()``; reads see committed data."""
+
+    def transaction(self) -> AbstractContextManager[None]: ...
+
+    # deployments
+    def deploy(
+        self, app: str, functions: Sequence[FunctionRecord], *, ephemeral: bool, now: float
+    ) -> int: ...
+    def next_version(self, app: str) -> int: ...
+    def stop_app(self, app: str, now: float) -> bool: ...
+    def get_app(self, app: str) -> AppRecord | None: ...
+    def list_apps(self, include_stopped: bool = False) -> list[AppRecord]: ...
+    def get_function(
+        self, app: str, name: str, version: int | None = None
+    ) -> FunctionRecord | None: ...
+    def live_functions(self) -> list[FunctionRecord]: ...
+
+    # calls
+    def insert_calls(self, calls: Sequence[NewCall]) -> None: ...
+    def claim_queued(self, app: str, function: str, limit: int, now: float) -> list[Claim]: ...
+    def start_retry(self, call_id: str, now: float) -> Claim | None: ...
+    def mark_retrying(self, call_id: str) -> bool: ...
+    def finish(
+        self,
+        call_id: str,
+        state: CallState,
+        *,
+        now: float,
+        expires_at: float,
+        result: bytes | None = None,
+        error: ErrorInfo | None = None,
+    ) -> bool: ...
+    def cancel(self, call_id: str, now: float, expires_at: float) -> CallState | None: ...
+    def cancel_app_calls(self, app: str, now: float, expires_at: float) -> list[str]: ...
+    def get_call(self, call_id: str, with_payload: bool = True) -> CallRecord | None: ...
+    def get_calls(self, call_ids: Sequence[str]) -> list[CallRecord]: ...
+    def recover(self) -> int: ...
+    def queued_functions(self) -> list[tuple[str, str]]: ...
+    def queue_depths(self) -> dict[tuple[str, str], dict[str, int]]: ...
+    def sweep_expired(self, now: float, limit: int = 10_000) -> int: ...
+    def list_calls(
+        self,
+        *,
+        app: str | None = None,
+        function: str | None = None,
+        state: CallState | None = None,
+        limit: int = 100,
+        before: str | None = None,
+    ) -> list[CallRecord]: ...
+
+
+def chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,405 @@
+"""The Store on SQLite in WAL mode: one writer connection, one reader connection.
+
+Writes run inside ``transaction()``; the registry's group commit wraps many of them in
+one transaction so concurrent spawns share one fsync.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rayfn._payload import ErrorInfo
+from rayfn.exception import StoreError
+from rayfn.states import CallState
+from rayfn_service.store.base import AppRecord, CallRecord, Claim, FunctionRecord, NewCall, chunks
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS apps (
+    name TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    ephemeral INTEGER NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS functions (
+    app TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    options TEXT NOT NULL,
+    code BLOB NOT NULL,
+    runtime_env TEXT NOT NULL,
+    PRIMARY KEY (app, version, name)
+);
+CREATE TABLE IF NOT EXISTS calls (
+    id TEXT PRIMARY KEY,
+    app TEXT NOT NULL,
+    function TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    expires_at REAL,
+    expired INTEGER NOT NULL DEFAULT 0,
+    args BLOB,
+    result BLOB,
+    error_type TEXT,
+    error_message TEXT,
+    error_traceback TEXT,
+    error_blob BLOB
+);
+-- dispatch takes the oldest queued calls of one function: O(log n) whatever the queue
+CREATE INDEX IF NOT EXISTS calls_queue ON calls (app, function, state, id);
+-- the sweeper finds finished calls past retention without scanning the rest
+CREATE INDEX IF NOT EXISTS calls_expiry ON calls (expires_at) WHERE expired = 0;
+"""
+
+_ACTIVE = (CallState.QUEUED.value, CallState.RUNNING.value, CallState.RETRYING.value)
+_CALL_COLUMNS = (
+    "id, app, function, version, state, attempts, created_at, started_at, finished_at, "
+    "expires_at, expired"
+)
+_PAYLOAD_COLUMNS = ", result, error_type, error_message, error_traceback, error_blob"
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+def _call_record(row: Sequence[Any], with_payload: bool) -> CallRecord:
+    error = None
+    result = None
+    if with_payload:
+        result = row[11]
+        if row[12] is not None:
+            error = ErrorInfo(
+                type_name=row[12],
+                message=row[13] or "",
+                traceback=row[14] or "",
+                exception=row[15],
+            )
+    return CallRecord(
+        id=row[0],
+        app=row[1],
+        function=row[2],
+        version=row[3],
+        state=CallState(row[4]),
+        attempts=row[5],
+        created_at=row[6],
+        started_at=row[7],
+        finished_at=row[8],
+        expires_at=row[9],
+        expired=bool(row[10]),
+        result=result,
+        error=error,
+    )
+
+
+class SqliteStore:
+    """Durable state in one SQLite file (WAL, ``synchronous=FULL``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._write = _connect(self.path)
+            self._write.executescript(SCHEMA)
+            self._read = _connect(self.path)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        self._write.close()
+        self._read.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction; a failed commit raises StoreError and keeps nothing."""
+        with self._lock:
+            try:
+                self._write.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"the store refused a write: {exc}") from exc
+            try:
+                yield
+                self._write.execute("COMMIT")
+            except BaseException as exc:
+                if self._write.in_transaction:
+                    self._write.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"the store refused a write: {exc}") from exc
+                raise
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Part of a transaction that can fail alone (one op of a group commit)."""
+        self._write.execute("SAVEPOINT op")
+        try:
+            yield
+        except BaseException:
+            self._write.execute("ROLLBACK TO op")
+            self._write.execute("RELEASE op")
+            raise
+        self._write.execute("RELEASE op")
+
+    # ---- deployments -------------------------------------------------------------
+
+    def next_version(self, app: str) -> int:
+        row = self._write.execute(
+            "SELECT COALESCE(MAX(version), 0) FROM functions WHERE app = ?", (app,)
+        ).fetchone()
+        return int(row[0]) + 1
+
+    def deploy(
+        self, app: str, functions: Sequence[FunctionRecord], *, ephemeral: bool, now: float
+    ) -> int:
+        version = functions[0].version if functions else self.next_version(app)
+        self._write.executemany(
+            "INSERT INTO functions (app, version, name, options, code, runtime_env) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(app, f.version, f.name, f.options, f.code, f.runtime_env) for f in functions],
+        )
+        self._write.execute(
+            "INSERT INTO apps (name, version, state, ephemeral, updated_at) "
+            "VALUES (?, ?, 'deployed', ?, ?) ON CONFLICT (name) DO UPDATE SET "
+            "version = excluded.version, state = 'deployed', ephemeral = excluded.ephemeral, "
+            "updated_at = excluded.updated_at",
+            (app, version, int(ephemeral), now),
+        )
+        return version
+
+    def stop_app(self, app: str, now: float) -> bool:
+        cur = self._write.execute(
+            "UPDATE apps SET state = 'stopped', updated_at = ? WHERE name = ? "
+            "AND state = 'deployed'",
+            (now, app),
+        )
+        return cur.rowcount > 0
+
+    def _app_records(self, where: str, params: Sequence[Any]) -> list[AppRecord]:
+        rows = self._read.execute(
+            "SELECT a.name, a.version, a.state, a.ephemeral, a.updated_at, "
+            "group_concat(f.name, char(0)) FROM apps a LEFT JOIN functions f "
+            "ON f.app = a.name AND f.version = a.version "
+            + where
+            + " GROUP BY a.name ORDER BY a.name",
+            params,
+        ).fetchall()
+        return [
+            AppRecord(
+                name=r[0],
+                version=r[1],
+                state=r[2],
+                ephemeral=bool(r[3]),
+                updated_at=r[4],
+                functions=tuple(sorted(r[5].split("\0"))) if r[5] else (),
+            )
+            for r in rows
+        ]
+
+    def get_app(self, app: str) -> AppRecord | None:
+        records = self._app_records("WHERE a.name = ?", (app,))
+        return records[0] if records else None
+
+    def list_apps(self, include_stopped: bool = False) -> list[AppRecord]:
+        if include_stopped:
+            return self._app_records("", ())
+        return self._app_records("WHERE a.state = 'deployed'", ())
+
+    def get_function(
+        self, app: str, name: str, version: int | None = None
+    ) -> FunctionRecord | None:
+        if version is None:
+            row = self._read.execute(
+                "SELECT f.app, f.version, f.name, f.options, f.code, f.runtime_env "
+                "FROM functions f JOIN apps a ON a.name = f.app AND a.version = f.version "
+                "WHERE a.name = ? AND f.name = ? AND a.state = 'deployed'",
+                (app, name),
+            ).fetchone()
+        else:
+            row = self._read.execute(
+                "SELECT app, version, name, options, code, runtime_env FROM functions "
+                "WHERE app = ? AND name = ? AND version = ?",
+                (app, name, version),
+            ).fetchone()
+        return FunctionRecord(*row) if row else None
+
+    def live_functions(self) -> list[FunctionRecord]:
+        rows = self._read.execute(
+            "SELECT f.app, f.version, f.name, f.options, f.code, f.runtime_env "
+            "FROM functions f JOIN apps a ON a.name = f.app AND a.version = f.version "
+            "WHERE a.state = 'deployed'"
+        ).fetchall()
+        return [FunctionRecord(*row) for row in rows]
+
+    # ---- calls -------------------------------------------------------------------
+
+    def insert_calls(self, calls: Sequence[NewCall]) -> None:
+        # OR IGNORE: a client that retries a spawn after a registry restart resends the
+        # same IDs, and acceptance stays exactly-once.
+        self._write.executemany(
+            "INSERT OR IGNORE INTO calls (id, app, function, version, state, created_at, args) "
+            "VALUES (?, ?, ?, ?, 'queued', ?, ?)",
+            [(c.id, c.app, c.function, c.version, c.created_at, c.args) for c in calls],
+        )
+
+    def claim_queued(self, app: str, function: str, limit: int, now: float) -> list[Claim]:
+        rows = self._write.execute(
+            "UPDATE calls SET state = 'running', attempts = attempts + 1, "
+            "started_at = COALESCE(started_at, ?) WHERE id IN (SELECT id FROM calls "
+            "WHERE app = ? AND function = ? AND state = 'queued' ORDER BY id LIMIT ?) "
+            "RETURNING id, app, function, version, attempts, args",
+            (now, app, function, limit),
+        ).fetchall()
+        rows.sort(key=lambda r: r[0])
+        return [Claim(*row) for row in rows]
+
+    def mark_retrying(self, call_id: str) -> bool:
+        cur = self._write.execute(
+            "UPDATE calls SET state = 'retrying' WHERE id = ? AND state = 'running'", (call_id,)
+        )
+        return cur.rowcount > 0
+
+    def start_retry(self, call_id: str, now: float) -> Claim | None:
+        row = self._write.execute(
+            "UPDATE calls SET state = 'running', attempts = attempts + 1 "
+            "WHERE id = ? AND state = 'retrying' "
+            "RETURNING id, app, function, version, attempts, args",
+            (call_id,),
+        ).fetchone()
+        return Claim(*row) if row else None
+
+    def finish(
+        self,
+        call_id: str,
+        state: CallState,
+        *,
+        now: float,
+        expires_at: float,
+        result: bytes | None = None,
+        error: ErrorInfo | None = None,
+    ) -> bool:
+        cur = self._write.execute(
+            "UPDATE calls SET state = ?, finished_at = ?, expires_at = ?, args = NULL, "
+            "result = ?, error_type = ?, error_message = ?, error_traceback = ?, "
+            "error_blob = ? WHERE id = ? AND state IN (?, ?, ?)",
+            (
+                state.value,
+                now,
+                expires_at,
+                result,
+                error.type_name if error else None,
+                error.message if error else None,
+                error.traceback if error else None,
+                error.exception if error else None,
+                call_id,
+                *_ACTIVE,
+            ),
+        )
+        return cur.rowcount > 0
+
+    def cancel(self, call_id: str, now: float, expires_at: float) -> CallState | None:
+        """Cancel an unfinished call; return its state before, or None if it had ended."""
+        row = self._write.execute("SELECT state FROM calls WHERE id = ?", (call_id,)).fetchone()
+        if row is None or row[0] not in _ACTIVE:
+            return None
+        self.finish(call_id, CallState.CANCELLED, now=now, expires_at=expires_at)
+        return CallState(row[0])
+
+    def cancel_app_calls(self, app: str, now: float, expires_at: float) -> list[str]:
+        rows = self._write.execute(
+            "UPDATE calls SET state = 'cancelled', finished_at = ?, expires_at = ?, args = NULL "
+            "WHERE app = ? AND state IN (?, ?, ?) RETURNING id",
+            (now, expires_at, app, *_ACTIVE),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def get_call(self, call_id: str, with_payload: bool = True) -> CallRecord | None:
+        columns = _CALL_COLUMNS + (_PAYLOAD_COLUMNS if with_payload else "")
+        row = self._read.execute(f"SELECT {columns} FROM calls WHERE id = ?", (call_id,)).fetchone()
+        return _call_record(row, with_payload) if row else None
+
+    def get_calls(self, call_ids: Sequence[str]) -> list[CallRecord]:
+        records: list[CallRecord] = []
+        for part in chunks(call_ids, 500):
+            marks = ",".join("?" * len(part))
+            rows = self._read.execute(
+                f"SELECT {_CALL_COLUMNS}{_PAYLOAD_COLUMNS} FROM calls WHERE id IN ({marks})",
+                tuple(part),
+            ).fetchall()
+            records.extend(_call_record(row, True) for row in rows)
+        return records
+
+    def recover(self) -> int:
+        """Put calls that were running or waiting to retry back in the queue."""
+        cur = self._write.execute(
+            "UPDATE calls SET state = 'queued' WHERE state IN ('running', 'retrying')"
+        )
+        return cur.rowcount
+
+    def queued_functions(self) -> list[tuple[str, str]]:
+        rows = self._read.execute(
+            "SELECT DISTINCT app, function FROM calls WHERE state = 'queued'"
+        ).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    def queue_depths(self) -> dict[tuple[str, str], dict[str, int]]:
+        rows = self._read.execute(
+            "SELECT app, function, state, COUNT(*) FROM calls WHERE state IN (?, ?, ?) "
+            "GROUP BY app, function, state",
+            _ACTIVE,
+        ).fetchall()
+        depths: dict[tuple[str, str], dict[str, int]] = {}
+        for app, function, state, count in rows:
+            depths.setdefault((app, function), {})[state] = count
+        return depths
+
+    def sweep_expired(self, now: float, limit: int = 10_000) -> int:
+        """Delete result bytes past retention, keeping the row as a tombstone."""
+        cur = self._write.execute(
+            "UPDATE calls SET expired = 1, result = NULL, error_blob = NULL, "
+            "error_traceback = NULL, args = NULL WHERE id IN (SELECT id FROM calls "
+            "WHERE expired = 0 AND expires_at <= ? LIMIT ?)",
+            (now, limit),
+        )
+        return cur.rowcount
+
+    def list_calls(
+        self,
+        *,
+        app: str | None = None,
+        function: str | None = None,
+        state: CallState | None = None,
+        limit: int = 100,
+        before: str | None = None,
+    ) -> list[CallRecord]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("app", app),
+            ("function", function),
+            ("state", state.value if state else None),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if before is not None:
+            clauses.append("id < ?")
+            params.append(before)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = self._read.execute(
+            f"SELECT {_CALL_COLUMNS} FROM calls {where} ORDER BY id DESC LIMIT ?",
+            (*params, limit),
+        ).fetchall()
+        return [_call_record(row, False) for row in rows]
