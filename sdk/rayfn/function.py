@@ -59,6 +59,11 @@ class Function(Generic[P, R]):
         return self._name
 
     @property
+    def app(self) -> App | None:
+        """The App this function was declared on (None when looked up by name)."""
+        return self._app
+
+    @property
     def app_name(self) -> str:
         """The app the calls go to: the running ephemeral app inside ``app.run()``."""
         if self._app is not None:

@@ -63,9 +63,9 @@ CREATE INDEX IF NOT EXISTS calls_expiry ON calls (expires_at) WHERE expired = 0;
 _ACTIVE = (CallState.QUEUED.value, CallState.RUNNING.value, CallState.RETRYING.value)
 _CALL_COLUMNS = (
     "id, app, function, version, state, attempts, created_at, started_at, finished_at, "
-    "expires_at, expired"
+    "expires_at, expired, error_type, error_message"
 )
-_PAYLOAD_COLUMNS = ", result, error_type, error_message, error_traceback, error_blob"
+_PAYLOAD_COLUMNS = ", result, error_traceback, error_blob"
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -77,17 +77,15 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 def _call_record(row: Sequence[Any], with_payload: bool) -> CallRecord:
+    result = row[13] if with_payload else None
     error = None
-    result = None
-    if with_payload:
-        result = row[11]
-        if row[12] is not None:
-            error = ErrorInfo(
-                type_name=row[12],
-                message=row[13] or "",
-                traceback=row[14] or "",
-                exception=row[15],
-            )
+    if row[11] is not None:
+        error = ErrorInfo(
+            type_name=row[11],
+            message=row[12] or "",
+            traceback=(row[14] or "") if with_payload else "",
+            exception=row[15] if with_payload else None,
+        )
     return CallRecord(
         id=row[0],
         app=row[1],

@@ -1,0 +1,1 @@
+"""The ``rayfn`` command line."""

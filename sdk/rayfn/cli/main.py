@@ -1,0 +1,269 @@
+"""``rayfn``: start the service, deploy and run apps, inspect and control calls.
+
+Commands parse arguments and delegate to the SDK or the launcher; a user's mistake
+prints one line and exits 1, without a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from rayfn.exception import Error
+from rayfn.exception import TimeoutError as RayfnTimeoutError
+from rayfn.settings import get_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err_console.print(f"[bold red]Error:[/] {message}", highlight=False)
+    sys.exit(code)
+
+
+def friendly_errors(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except RayfnTimeoutError as exc:
+            _fail(str(exc), code=2)
+        except Error as exc:
+            _fail(str(exc))
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group()
+@click.version_option(package_name="rayfn")
+def cli() -> None:
+    """rayfn: Modal's job-processing model on any Ray cluster."""
+
+
+# ---- service -------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--address", default=None, help="Attach to this running Ray cluster "
+              "('auto' finds the local one) instead of starting a local head.")
+@click.option("--num-cpus", type=click.IntRange(min=0), default=None,
+              help="CPUs of the local Ray head (default: RAYFN_NUM_CPUS, else all).")
+@friendly_errors
+def start(address: str | None, num_cpus: int | None) -> None:
+    """Start rayfn: a local Ray head (unless --address) and the registry. Idempotent."""
+    from rayfn_service import launch
+
+    settings = get_settings()
+    info = launch.start(settings, address=address, num_cpus=num_cpus)
+    where = "started by rayfn" if info.started_by_rayfn else "attached"
+    console.print(f"rayfn is running on Ray at {info.address} ({where})", highlight=False)
+    console.print(f"state: {settings.state_dir}", highlight=False)
+
+
+@cli.command()
+@friendly_errors
+def stop() -> None:
+    """Stop rayfn (and the local Ray head it started; an attached cluster keeps running)."""
+    from rayfn_service import launch
+
+    console.print(launch.stop(get_settings()), highlight=False)
+
+
+@cli.command()
+@friendly_errors
+def status() -> None:
+    """Show the cluster's nodes, the registry, and each function's queue."""
+    import ray
+
+    from rayfn._client import get_client
+
+    client = get_client()
+    nodes = Table(title="nodes")
+    for column in ("node", "alive", "CPU", "GPU", "memory GiB"):
+        nodes.add_column(column)
+    for node in ray.nodes():
+        resources = node.get("Resources", {})
+        nodes.add_row(node["NodeManagerAddress"] + " " + node["NodeID"][:8],
+                      str(node["Alive"]), f"{resources.get('CPU', 0):g}",
+                      f"{resources.get('GPU', 0):g}",
+                      f"{resources.get('memory', 0) / 2**30:.1f}")
+    console.print(nodes)
+    table = Table(title="functions")
+    for column in ("app", "function", "queued", "running", "retrying", "in Ray", "window"):
+        table.add_column(column)
+    for s in client.stats():
+        table.add_row(s.app, s.function, str(s.queued), str(s.running), str(s.retrying),
+                      str(s.in_ray), str(s.window))
+    console.print(table)
+
+
+# ---- apps ----------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--name", default=None, help="Deploy under this app name instead.")
+@friendly_errors
+def deploy(ref: str, name: str | None) -> None:
+    """Deploy the App in FILE[::APP]."""
+    from rayfn.cli.loader import find_app, import_file, split_ref
+
+    path, app_ref = split_ref(ref)
+    app = find_app(import_file(path), path, app_ref)
+    version = app.deploy(name)
+    functions = ", ".join(sorted(app.registered_functions))
+    console.print(f"deployed app {app.name!r} version {version}: {functions}", highlight=False)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("ref")
+@click.pass_context
+@friendly_errors
+def run(ctx: click.Context, ref: str) -> None:
+    """Run a local entrypoint (or a function) of FILE[::NAME] inside an ephemeral app.
+
+    The entrypoint's parameters become --flags: `rayfn run job.py --data x`.
+    """
+    from rayfn.app import LocalEntrypoint
+    from rayfn.cli.flags import command_for
+    from rayfn.cli.loader import find_runnable, import_file, split_ref
+
+    path, name = split_ref(ref)
+    target = find_runnable(import_file(path), path, name)
+    if isinstance(target, LocalEntrypoint):
+        fn, app = target.fn, target.app
+
+        def invoke(**kwargs: Any) -> Any:
+            with app.run():
+                return fn(**kwargs)
+    else:
+        function = target
+        fn, app = function.get_raw_f(), function.app
+
+        def invoke(**kwargs: Any) -> Any:
+            assert app is not None
+            with app.run():
+                result = function.remote(**kwargs)
+            console.print(repr(result), highlight=False)
+            return result
+
+    command = command_for(fn, getattr(target, "name", "run"), invoke)
+    command.main(args=ctx.args, prog_name=f"rayfn run {ref}", standalone_mode=False)
+
+
+@cli.group(name="app")
+def app_group() -> None:
+    """List and stop deployed apps."""
+
+
+@app_group.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@friendly_errors
+def app_list(as_json: bool) -> None:
+    """List deployed apps."""
+    from rayfn._client import get_client
+
+    apps = get_client().list_apps()
+    if as_json:
+        click.echo(json.dumps([a.model_dump(mode="json") for a in apps], indent=2))
+        return
+    table = Table()
+    for column in ("app", "version", "functions", "ephemeral"):
+        table.add_column(column)
+    for a in apps:
+        table.add_row(a.name, str(a.version), ", ".join(a.functions), str(a.ephemeral))
+    console.print(table)
+
+
+@app_group.command(name="stop")
+@click.argument("name")
+@friendly_errors
+def app_stop(name: str) -> None:
+    """Stop app NAME; its unfinished calls are cancelled."""
+    from rayfn._client import get_client
+
+    cancelled = get_client().stop_app(name)
+    console.print(f"stopped app {name!r}; cancelled {cancelled} unfinished calls",
+                  highlight=False)
+
+
+# ---- calls ---------------------------------------------------------------------
+
+
+@cli.group(name="call")
+def call_group() -> None:
+    """Inspect and control calls by ID."""
+
+
+def _print_status(status: Any) -> None:
+    click.echo(json.dumps(status.describe(), indent=2))
+
+
+@call_group.command(name="status")
+@click.argument("call_id")
+@friendly_errors
+def call_status(call_id: str) -> None:
+    """Show a call's state, attempts, timestamps and error."""
+    from rayfn.call import FunctionCall
+
+    _print_status(FunctionCall.from_id(call_id).status())
+
+
+@call_group.command(name="get")
+@click.argument("call_id")
+@click.option("--timeout", type=float, default=0.0, show_default=True,
+              help="Seconds to wait for the result; 0 checks once.")
+@friendly_errors
+def call_get(call_id: str, timeout: float) -> None:
+    """Print a call's result (exit 2 while it is still pending)."""
+    from rayfn.call import FunctionCall
+
+    try:
+        value = FunctionCall.from_id(call_id).get(timeout=timeout)
+    except Error:
+        raise
+    except Exception as exc:  # the call's own exception, re-raised from the cluster
+        _fail(f"the call raised {type(exc).__name__}: {exc}")
+    console.print(repr(value), highlight=False)
+
+
+@call_group.command(name="cancel")
+@click.argument("call_id")
+@friendly_errors
+def call_cancel(call_id: str) -> None:
+    """Cancel a call: queued ones never run, running ones are stopped."""
+    from rayfn.call import FunctionCall
+
+    _print_status(FunctionCall.from_id(call_id).cancel())
+
+
+@call_group.command(name="list")
+@click.option("--app", default=None)
+@click.option("--function", default=None)
+@click.option("--state", default=None, help="queued, running, retrying, succeeded, ...")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@friendly_errors
+def call_list(app: str | None, function: str | None, state: str | None, limit: int) -> None:
+    """List recent calls, newest first."""
+    from rayfn._client import get_client
+
+    table = Table()
+    for column in ("call", "function", "state", "attempts", "error"):
+        table.add_column(column)
+    for s in get_client().list_calls(app, function, state, limit):
+        table.add_row(s.call_id, f"{s.app}.{s.function}", s.state.value, str(s.attempts),
+                      s.error_type or "")
+    console.print(table)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    cli()
