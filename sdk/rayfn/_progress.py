@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -10,7 +11,8 @@ from contextlib import contextmanager
 def interactive() -> bool:
     if sys.stderr is not None and sys.stderr.isatty():
         return True
-    return "ipykernel" in sys.modules
+    # Rich draws live bars in Jupyter only through ipywidgets; without it, it just warns.
+    return "ipykernel" in sys.modules and importlib.util.find_spec("ipywidgets") is not None
 
 
 @contextmanager

@@ -3,9 +3,10 @@
 The queue lives in the store. Each function gets a pump that claims at most ``window``
 calls at a time (``max_containers`` when set, else the global default) and submits one
 Ray task per attempt. The registry submits, so it owns every ObjectRef: a client that
-exits orphans nothing. A timed-out attempt is force-cancelled; a user error or timeout is
-retried per ``Retries``; a dead worker is re-run by Ray (``max_retries``) without using a
-user retry.
+exits orphans nothing. The executor keeps each attempt's timeout from its real start and
+reports it; an attempt that cannot be interrupted is force-cancelled here. A user error or
+timeout is retried per ``Retries``; a dead worker is re-run by Ray (``max_retries``)
+without using a user retry.
 """
 
 from __future__ import annotations
@@ -31,18 +32,14 @@ from rayfn_service.store.group_commit import GroupCommit
 
 logger = logging.getLogger(__name__)
 
-# How long to wait for a force-cancelled task to be gone before its slot is reused.
-CANCEL_GRACE_SECONDS = 30.0
-
 
 @dataclasses.dataclass
 class Attempt:
     claim: Claim
     function: RuntimeFunction
     ref: ray.ObjectRef
-    submitted_at: float
-    started_at: float | None = None
     cancelled: bool = False
+    timed_out: bool = False
 
 
 @dataclasses.dataclass
@@ -161,17 +158,16 @@ class Dispatcher:
                 )
             )
             return
-        now = time.time()
         ref = fn.task.remote(
             [fn.code_ref],
             (fn.app, fn.version, fn.name),
             claim.id,
             claim.attempts,
             claim.args,
-            now,
+            fn.options.timeout,
             self._registry_address,
         )
-        attempt = Attempt(claim=claim, function=fn, ref=ref, submitted_at=now)
+        attempt = Attempt(claim=claim, function=fn, ref=ref)
         self.inflight[claim.id] = attempt
         queue.running += 1
         self._spawn_task(self._watch(queue, attempt))
@@ -181,45 +177,32 @@ class Dispatcher:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def note_started(self, call_id: str, attempt_number: int, started_at: float) -> None:
+    def attempt_stuck(self, call_id: str, attempt_number: int) -> None:
+        """The worker could not interrupt an attempt past its deadline: kill it."""
         attempt = self.inflight.get(call_id)
         if attempt is not None and attempt.claim.attempts == attempt_number:
-            attempt.started_at = started_at
+            attempt.timed_out = True
+            ray.cancel(attempt.ref, force=True)
 
     async def _watch(self, queue: FunctionQueue, attempt: Attempt) -> None:
-        timeout = attempt.function.options.timeout
         future = asyncio.wrap_future(attempt.ref.future())
-        timed_out = False
         try:
-            while not future.done():
-                clock = attempt.started_at or attempt.submitted_at
-                remaining = clock + timeout - time.time()
-                if remaining <= 0:
-                    timed_out = not attempt.cancelled
-                    ray.cancel(attempt.ref, force=True)
-                    await asyncio.wait([future], timeout=CANCEL_GRACE_SECONDS)
-                    break
-                await asyncio.wait([future], timeout=remaining)
+            await asyncio.wait([future])
         finally:
             queue.running -= 1
             self.inflight.pop(attempt.claim.id, None)
             queue.kick.set()
-        if attempt.cancelled or timed_out:
-            if future.done() and not future.cancelled():
-                future.exception()  # retrieved: the cancellation error is expected
         if attempt.cancelled:
+            future.exception()  # retrieved: the cancellation error is expected
             return
-        if timed_out:
-            await self._settle_failure(
-                queue,
-                attempt,
-                CallState.TIMED_OUT,
-                error_of(
-                    FunctionTimeoutError,
-                    f"{attempt.function.name} timed out after {timeout:g} s "
-                    f"(attempt {attempt.claim.attempts})",
-                ),
-            )
+        if attempt.timed_out:
+            future.exception()
+            timeout = attempt.function.options.timeout
+            await self._settle_failure(queue, attempt, CallState.TIMED_OUT, error_of(
+                FunctionTimeoutError,
+                f"{attempt.function.name} timed out after {timeout:g} s and did not stop; "
+                f"its worker was killed (attempt {attempt.claim.attempts})",
+            ))
             return
         await self._settle_done(queue, attempt, future)
 
@@ -243,6 +226,8 @@ class Dispatcher:
             return
         if kind == "ok":
             await self._finish(attempt.claim.id, CallState.SUCCEEDED, result=payload)
+        elif kind == "timeout":
+            await self._settle_failure(queue, attempt, CallState.TIMED_OUT, payload)
         else:
             await self._settle_failure(queue, attempt, CallState.FAILED, payload)
 

@@ -1,13 +1,21 @@
 """The Ray task that runs one attempt of a user function.
 
-It returns plain data the registry can read without the user's modules: ``("ok",
-result_bytes)`` or ``("error", ErrorInfo)``. Every user exception is caught here, so a
-Ray-level failure of this task always means the process or node died.
+It returns plain data the registry can read without the user's modules:
+``("ok", result_bytes)``, ``("error", ErrorInfo)`` or ``("timeout", ErrorInfo)``. Every
+user exception is caught here, so a Ray-level failure of this task means the worker
+process or its node died.
+
+The attempt's timeout is kept here, from the moment the function really starts (a task
+may wait in Ray's queue for resources first): SIGALRM interrupts the function, even in
+``time.sleep``. Code that does not return to Python (a stuck C call) cannot be
+interrupted that way; a watchdog thread then asks the registry to force-cancel the task.
 """
 
 from __future__ import annotations
 
 import collections
+import signal
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +25,7 @@ import ray
 
 from rayfn._client import set_in_cluster_namespace
 from rayfn._payload import encode_exception, encode_result, error_of, loads_args
-from rayfn.exception import ExecutionError
+from rayfn.exception import ExecutionError, FunctionTimeoutError
 
 FunctionKey = tuple[str, int, str]
 Outcome = tuple[str, Any]
@@ -25,11 +33,60 @@ Outcome = tuple[str, Any]
 # A worker keeps the functions it ran, so a deployment's code is fetched once per worker.
 _CACHE_SIZE = 64
 _functions: collections.OrderedDict[FunctionKey, Callable[..., Any]] = collections.OrderedDict()
-_registries: dict[tuple[str, str], Any] = {}
 
-# Past this delay between submission and start, the attempt's timeout clock is moved to
-# the real start (the task waited for resources, e.g. for the autoscaler).
-START_NOTICE_AFTER_SECONDS = 1.0
+# How long past its deadline an attempt may stay uninterrupted before the watchdog asks
+# the registry to kill its worker.
+STUCK_GRACE_SECONDS = 5.0
+
+
+class AttemptTimeout(BaseException):
+    """Raised inside the user's function when its attempt runs out of time.
+
+    A BaseException, so ``except Exception`` in user code does not swallow it.
+    """
+
+
+def _on_alarm(signum: int, frame: object) -> None:
+    raise AttemptTimeout()
+
+
+class _Watchdog:
+    """One thread per worker that reports attempts stuck past their deadline."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._current: tuple[tuple[str, str], str, int, float] | None = None
+        self._thread: threading.Thread | None = None
+
+    def watch(self, registry: tuple[str, str], call_id: str, attempt: int, deadline: float) -> None:
+        with self._lock:
+            self._current = (registry, call_id, attempt, deadline)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="rayfn-watchdog",
+                                                daemon=True)
+                self._thread.start()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._current = None
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(1.0)
+            with self._lock:
+                current = self._current
+                if current is None or time.time() < current[3] + STUCK_GRACE_SECONDS:
+                    continue
+                self._current = None
+            registry, call_id, attempt, _ = current
+            try:
+                handle = ray.get_actor(registry[1], namespace=registry[0])
+                handle.attempt_stuck.remote(call_id, attempt)
+            except Exception:  # the registry may be restarting; it re-queues on start
+                pass
+
+
+_watchdog = _Watchdog()
 
 
 def _load(key: FunctionKey, code_ref: list[ray.ObjectRef]) -> Callable[..., Any]:
@@ -44,12 +101,18 @@ def _load(key: FunctionKey, code_ref: list[ray.ObjectRef]) -> Callable[..., Any]
     return fn
 
 
-def _notice_start(registry: tuple[str, str], call_id: str, attempt: int, started: float) -> None:
-    handle = _registries.get(registry)
-    if handle is None:
-        handle = ray.get_actor(registry[1], namespace=registry[0])
-        _registries[registry] = handle
-    handle.attempt_started.remote(call_id, attempt, started)
+def _run_with_deadline(fn: Callable[..., Any], args: bytes, timeout: float) -> Outcome:
+    positional, keywords = loads_args(args)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if in_main_thread:
+        signal.signal(signal.SIGALRM, _on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        value = fn(*positional, **keywords)
+    finally:
+        if in_main_thread:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    return ("ok", encode_result(value))
 
 
 def execute(
@@ -58,32 +121,27 @@ def execute(
     call_id: str,
     attempt: int,
     args: bytes,
-    submitted_at: float,
+    timeout: float,
     registry: tuple[str, str],
 ) -> Outcome:
     started = time.time()
     set_in_cluster_namespace(registry[0])  # spawns from inside go to the same registry
-    if started - submitted_at > START_NOTICE_AFTER_SECONDS:
-        try:
-            _notice_start(registry, call_id, attempt, started)
-        except Exception:  # the registry may be restarting; the call still runs
-            pass
     try:
         fn = _load(key, code_ref)
     except Exception as exc:
         return ("error", error_of(ExecutionError, f"cannot load function {key[2]!r}: {exc!r}"))
+    _watchdog.watch(registry, call_id, attempt, started + timeout)
     try:
-        positional, keywords = loads_args(args)
-    except Exception as exc:
-        return ("error", error_of(ExecutionError, f"cannot load the arguments: {exc!r}"))
-    try:
-        value = fn(*positional, **keywords)
+        return _run_with_deadline(fn, args, timeout)
+    except AttemptTimeout:
+        return ("timeout", error_of(
+            FunctionTimeoutError,
+            f"{key[2]} timed out after {timeout:g} s (attempt {attempt})",
+        ))
     except (Exception, SystemExit) as exc:
         return ("error", encode_exception(exc))
-    try:
-        return ("ok", encode_result(value))
-    except Exception as exc:
-        return ("error", encode_exception(exc))
+    finally:
+        _watchdog.clear()
 
 
 remote_execute = ray.remote(execute)

@@ -279,8 +279,9 @@ class Registry:
             for app, name in sorted(keys)
         ]
 
-    def attempt_started(self, call_id: str, attempt: int, started_at: float) -> None:
-        self._dispatcher.note_started(call_id, attempt, started_at)
+    def attempt_stuck(self, call_id: str, attempt: int) -> None:
+        """Called by a worker whose attempt ignored its timeout (see executor)."""
+        self._dispatcher.attempt_stuck(call_id, attempt)
 
     # ---- waiting -----------------------------------------------------------------
 
