@@ -72,7 +72,7 @@ class Settings(BaseSettings):
             return
         os.environ["RAY_AUTH_MODE"] = self.ray_auth_mode
         if "ray" in sys.modules:
-            from ray._raylet import Config
+            from ray._raylet import Config  # type: ignore[attr-defined]
 
             Config.initialize("")
 

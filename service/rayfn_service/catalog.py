@@ -20,7 +20,7 @@ class RuntimeFunction:
     name: str
     options: FunctionOptions
     task: Any  # the executor with this function's Ray options
-    code_ref: ray.ObjectRef  # owned by the registry, fetched once per worker
+    code_ref: ray.ObjectRef[Any]  # owned by the registry, fetched once per worker
 
 
 class Catalog:

@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 class Attempt:
     claim: Claim
     function: RuntimeFunction
-    ref: ray.ObjectRef
+    ref: ray.ObjectRef[Any]
     cancelled: bool = False
     timed_out: bool = False
 

@@ -89,7 +89,7 @@ class _Watchdog:
 _watchdog = _Watchdog()
 
 
-def _load(key: FunctionKey, code_ref: list[ray.ObjectRef]) -> Callable[..., Any]:
+def _load(key: FunctionKey, code_ref: list[ray.ObjectRef[Any]]) -> Callable[..., Any]:
     fn = _functions.get(key)
     if fn is None:
         fn = cloudpickle.loads(ray.get(code_ref[0]))
@@ -116,7 +116,7 @@ def _run_with_deadline(fn: Callable[..., Any], args: bytes, timeout: float) -> O
 
 
 def execute(
-    code_ref: list[ray.ObjectRef],
+    code_ref: list[ray.ObjectRef[Any]],
     key: FunctionKey,
     call_id: str,
     attempt: int,

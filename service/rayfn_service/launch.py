@@ -127,7 +127,7 @@ def ensure_registry(settings: Settings) -> Any:
     from rayfn_service.registry import Registry, settings_for_registry
 
     actor_class = ray.remote(Registry).options(**registry_options(settings))
-    handle = actor_class.remote(settings_for_registry(settings))
+    handle: Any = actor_class.remote(settings_for_registry(settings))
     ray.get(handle.ping.remote(), timeout=REGISTRY_START_TIMEOUT)
     return handle
 

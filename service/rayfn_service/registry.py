@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -89,7 +90,7 @@ class Registry:
     # ---- health ------------------------------------------------------------------
 
     async def ping(self) -> dict[str, Any]:
-        return {"started_at": self._started_at, "store": str(self._store.path)}
+        return {"started_at": self._started_at, "store": str(self._store.path), "pid": os.getpid()}
 
     # ---- deployments -------------------------------------------------------------
 

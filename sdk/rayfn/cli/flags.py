@@ -10,7 +10,7 @@ import click
 
 from rayfn.exception import InvalidError
 
-_TYPES: dict[Any, click.ParamType] = {int: click.INT, float: click.FLOAT, str: click.STRING}
+_TYPES: dict[Any, Any] = {int: click.INT, float: click.FLOAT, str: click.STRING}
 
 
 def _option(param: inspect.Parameter, annotation: Any) -> click.Option:
@@ -23,8 +23,9 @@ def _option(param: inspect.Parameter, annotation: Any) -> click.Option:
             show_default=True,
         )
     param_type = _TYPES.get(annotation, click.STRING)
-    return click.Option([flag, param.name], type=param_type, required=required,
-                        default=default, show_default=not required)
+    if required:  # no default at all: click then reports the missing flag
+        return click.Option([flag, param.name], type=param_type, required=True)
+    return click.Option([flag, param.name], type=param_type, default=default, show_default=True)
 
 
 def command_for(fn: Callable[..., Any], name: str, invoke: Callable[..., Any]) -> click.Command:
@@ -33,7 +34,7 @@ def command_for(fn: Callable[..., Any], name: str, invoke: Callable[..., Any]) -
         hints = get_type_hints(fn)
     except Exception:
         hints = {}
-    options = []
+    options: list[click.Parameter] = []
     for param in inspect.signature(fn).parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             raise InvalidError(f"{name}: *args and **kwargs cannot become command-line flags")

@@ -16,7 +16,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from rayfn.exception import Error
+from rayfn.exception import Error, InvalidError
 from rayfn.exception import TimeoutError as RayfnTimeoutError
 from rayfn.settings import get_settings
 
@@ -90,7 +90,7 @@ def status() -> None:
     nodes = Table(title="nodes")
     for column in ("node", "alive", "CPU", "GPU", "memory GiB"):
         nodes.add_column(column)
-    for node in ray.nodes():
+    for node in ray.nodes():  # type: ignore[no-untyped-call]
         resources = node.get("Resources", {})
         nodes.add_row(node["NodeManagerAddress"] + " " + node["NodeID"][:8],
                       str(node["Alive"]), f"{resources.get('CPU', 0):g}",
@@ -147,17 +147,22 @@ def run(ctx: click.Context, ref: str) -> None:
                 return fn(**kwargs)
     else:
         function = target
-        fn, app = function.get_raw_f(), function.app
+        fn = function.get_raw_f()
+        if function.app is None:
+            raise InvalidError(f"{function!r} belongs to no App")
+        app = function.app
 
         def invoke(**kwargs: Any) -> Any:
-            assert app is not None
             with app.run():
                 result = function.remote(**kwargs)
             console.print(repr(result), highlight=False)
             return result
 
     command = command_for(fn, getattr(target, "name", "run"), invoke)
-    command.main(args=ctx.args, prog_name=f"rayfn run {ref}", standalone_mode=False)
+    try:
+        command.main(args=ctx.args, prog_name=f"rayfn run {ref}", standalone_mode=False)
+    except click.UsageError as exc:
+        _fail(exc.format_message())
 
 
 @cli.group(name="app")

@@ -68,9 +68,9 @@ class GroupCommit:
                         except Exception as exc:
                             outcomes.append((future, None, exc))
             except Exception as exc:
-                error = exc if isinstance(exc, StoreError) else StoreError(str(exc))
+                failure = exc if isinstance(exc, StoreError) else StoreError(str(exc))
                 for _, future in batch:
-                    future.set_exception(error)
+                    future.set_exception(failure)
                 continue
             for future, value, error in outcomes:
                 if error is None:

@@ -1,0 +1,107 @@
+"""The command line, run as separate processes against the session's service."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+EXAMPLE = "examples/my_job_queue.py"
+
+
+def test_modal_job_queue_example_end_to_end(rayfn_cli: Cli) -> None:
+    deployed = rayfn_cli("deploy", EXAMPLE)
+    assert "deployed app 'my-job-queue'" in deployed.stdout
+    ran = rayfn_cli("run", EXAMPLE)
+    assert ran.stdout.strip().splitlines()[-1] == "{'result': 'my-data'}"
+
+
+def test_call_commands(rayfn_cli: Cli, tmp_path: Path) -> None:
+    rayfn_cli("deploy", EXAMPLE)
+    script = tmp_path / "spawn_one.py"
+    script.write_text(
+        "import rayfn\n"
+        "f = rayfn.Function.from_name('my-job-queue', 'process_job')\n"
+        "print(f.spawn('cli-data').object_id)\n"
+    )
+    import sys
+
+    call_id = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, check=True, timeout=120
+    ).stdout.strip()
+    got = rayfn_cli("call", "get", call_id, "--timeout", "60")
+    assert got.stdout.strip() == "{'result': 'cli-data'}"
+    status = json.loads(rayfn_cli("call", "status", call_id).stdout)
+    assert status["state"] == "succeeded" and status["attempts"] == 1
+    cancelled = json.loads(rayfn_cli("call", "cancel", call_id).stdout)
+    assert cancelled["state"] == "succeeded"  # finished calls stay finished
+    listed = rayfn_cli("call", "list", "--app", "my-job-queue", "--limit", "50")
+    assert call_id in listed.stdout
+    apps = json.loads(rayfn_cli("app", "list", "--json").stdout)
+    assert any(a["name"] == "my-job-queue" and "process_job" in a["functions"] for a in apps)
+    status_out = rayfn_cli("status").stdout
+    assert "process_job" in status_out and "nodes" in status_out
+
+
+def test_user_mistakes_print_one_line_and_exit_nonzero(rayfn_cli: Cli, tmp_path: Path) -> None:
+    broken = tmp_path / "broken_syntax.py"
+    broken.write_text("import rayfn\napp = rayfn.App('x'\n")
+    no_app = tmp_path / "no_app.py"
+    no_app.write_text("x = 1\n")
+    two_apps = tmp_path / "two_apps.py"
+    two_apps.write_text(
+        "import rayfn\na = rayfn.App('one')\nb = rayfn.App('two')\n"
+        "@a.function()\ndef f(): return 1\n@b.function()\ndef g(): return 2\n"
+    )
+    cases = {
+        ("call", "get", "not-an-id"): "malformed call ID",
+        ("call", "status", "fc-01ARZ3NDEKTSV4RRFFQ69G5FAV"): "no call with ID",
+        ("deploy", str(broken)): "syntax error",
+        ("deploy", str(no_app)): "defines no rayfn App",
+        ("deploy", str(two_apps)): "defines 2 Apps",
+        ("deploy", str(tmp_path / "missing.py")): "no such file",
+        ("app", "stop", "never-deployed-app"): "no deployed app",
+    }
+    for args, message in cases.items():
+        result = rayfn_cli(*args, check=False)
+        assert result.returncode == 1, (args, result.stdout, result.stderr)
+        assert message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr + result.stdout
+    two = rayfn_cli("deploy", f"{two_apps}::b", check=False)
+    assert two.returncode == 0 and "deployed app 'two'" in two.stdout
+    rayfn_cli("app", "stop", "two")
+    rayfn_cli("app", "stop", "one", check=False)
+
+
+def test_run_passes_typed_flags_to_the_entrypoint(rayfn_cli: Cli, tmp_path: Path) -> None:
+    script = tmp_path / "flags_app.py"
+    script.write_text(
+        "import rayfn\n"
+        "app = rayfn.App('flags-app')\n"
+        "@app.function()\n"
+        "def repeat(word: str, count: int) -> str:\n"
+        "    return word * count\n"
+        "@app.local_entrypoint()\n"
+        "def main(word: str, count: int = 2, shout: bool = False, ratio: float = 0.5):\n"
+        "    out = repeat.remote(word, count)\n"
+        "    print(out.upper() if shout else out, type(count).__name__, ratio * 2)\n"
+    )
+    result = rayfn_cli("run", str(script), "--word", "ab", "--count", "3", "--shout",
+                       "--ratio", "1.5")
+    assert result.stdout.strip().splitlines()[-1] == "ABABAB int 3.0"
+    missing = rayfn_cli("run", str(script), check=False)
+    assert missing.returncode != 0 and "--word" in missing.stderr
+    pending = rayfn_cli("run", f"{script}::repeat", "--word", "x", "--count", "2")
+    assert pending.stdout.strip().splitlines()[-1] == "'xx'"
+
+
+def test_start_is_idempotent(rayfn_cli: Cli) -> None:
+    first = rayfn_cli("start")
+    second = rayfn_cli("start")
+    address = re.compile(r"Ray at (\S+)")
+    first_match, second_match = address.search(first.stdout), address.search(second.stdout)
+    assert first_match and second_match
+    assert first_match.group(1) == second_match.group(1)
