@@ -63,6 +63,6 @@ def new_call_id() -> str:
 
 def validate_call_id(call_id: object) -> str:
     """Return ``call_id`` if it is well formed, else raise :class:`InvalidError`."""
-    if not isinstance(call_id, str) or not _PATTERN.match(call_id):
+    if not isinstance(call_id, str) or not _PATTERN.fullmatch(call_id):
         raise InvalidError(f"malformed call ID {call_id!r}: expected 'fc-' and a 26-character ULID")
     return call_id

@@ -18,7 +18,7 @@ def validate_name(kind: str, name: object) -> str:
             f"{kind} name {name[:20]!r}... is {len(name)} characters; the limit is "
             f"{MAX_NAME_LENGTH}"
         )
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise InvalidError(
             f"{kind} name {name!r} may only contain letters, digits, '.', '-' and '_', "
             "and must start with a letter or digit"

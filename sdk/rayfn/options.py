@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rayfn.exception import InvalidError
@@ -86,7 +86,10 @@ class Image:
     def pip_install(self, *packages: str | list[str]) -> Image:
         flat: list[str] = []
         for item in packages:
-            flat.extend([item] if isinstance(item, str) else list(item))
+            if isinstance(item, str) or not isinstance(item, Iterable):
+                flat.append(item)  # a non-string is rejected below
+            else:
+                flat.extend(item)
         for package in flat:
             if not isinstance(package, str) or not package.strip():
                 raise InvalidError(f"pip_install takes package names, not {package!r}")

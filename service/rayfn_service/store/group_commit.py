@@ -58,6 +58,9 @@ class GroupCommit:
 
     def _run(self) -> None:
         while (batch := self._take_batch()) is not None:
+            # Skip ops whose caller was cancelled; the rest can no longer be cancelled, so
+            # answering them below cannot raise InvalidStateError and kill this thread.
+            batch = [(op, f) for op, f in batch if f.set_running_or_notify_cancel()]
             outcomes: list[tuple[concurrent.futures.Future[Any], Any, BaseException | None]] = []
             try:
                 with self._store.transaction():
