@@ -9,16 +9,28 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 SESSION_STATE_DIR = Path(tempfile.mkdtemp(prefix="rayfn-tests-"))
 os.environ["RAY_AUTH_MODE"] = "token"
 os.environ["RAYFN_STATE_DIR"] = str(SESSION_STATE_DIR)
 os.environ.setdefault("RAYFN_CLIENT_RETRY_SECONDS", "120")
+# The session's REST server, on a free loopback port (never a user's 8000).
+os.environ["RAYFN_SERVER_HOST"] = "127.0.0.1"
+os.environ["RAYFN_SERVER_PORT"] = str(_free_port())
+os.environ.pop("RAYFN_SERVER_URL", None)
+os.environ.pop("RAYFN_TOKEN", None)
 # Fixed CPUs so results do not depend on the machine; tests mostly sleep, not compute.
 TEST_NUM_CPUS = 4
 

@@ -8,6 +8,7 @@ user's modules.
 from __future__ import annotations
 
 import dataclasses
+import json
 import traceback
 from typing import Any
 
@@ -56,6 +57,7 @@ class Outcome:
     result: bytes | None = None
     error: ErrorInfo | None = None
     expired: bool = False
+    result_json: str | None = None  # the value as JSON text, when it has one
 
 
 def encode_result(value: Any) -> bytes:
@@ -65,6 +67,17 @@ def encode_result(value: Any) -> bytes:
         raise SerializationError(
             f"cannot serialize the result of type {type(value).__qualname__}: {exc}"
         ) from exc
+
+
+def encode_json(value: Any) -> str | None:
+    """The value as strict JSON text, or None when it is not plain JSON data.
+
+    Made next to the pickle so REST clients get JSON without anyone unpickling it.
+    """
+    try:
+        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError):
+        return None
 
 
 def encode_exception(exc: BaseException) -> ErrorInfo:

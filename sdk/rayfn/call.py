@@ -120,6 +120,8 @@ def collect(
     while pending:
         outcomes = client.get_many(list(pending)[:5000], 10.0)
         for outcome in outcomes:
+            if not outcome.state.is_terminal():
+                continue
             i = pending.pop(outcome.call_id)
             try:
                 value: Any = result_of(outcome)

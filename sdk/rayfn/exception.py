@@ -19,7 +19,9 @@ __all__ = [
     "ExecutionError",
     "SerializationError",
     "CancelledError",
+    "ConflictError",
     "ConnectionError",
+    "AuthError",
     "StoreError",
 ]
 
@@ -74,6 +76,14 @@ class SerializationError(Error):
 
 class CancelledError(Error):
     """The call was cancelled before it finished."""
+
+
+class ConflictError(Error):
+    """A request that contradicts an earlier one (an Idempotency-Key reused for another body)."""
+
+
+class AuthError(Error):
+    """The REST server refused the token (missing, wrong or rotated)."""
 
 
 class ConnectionError(Error):  # noqa: A001

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, WithJsonSchema
 
 from rayfn.states import CallState
 
@@ -36,6 +38,7 @@ class CallStatus(BaseModel):
     expired: bool = False
     error_type: str | None = None
     error_message: str | None = None
+    error_traceback: str | None = None
 
     def describe(self) -> dict[str, Any]:
         """A flat, human-readable view (ISO timestamps) for printing."""
@@ -77,3 +80,164 @@ class FunctionStats(BaseModel):
     retrying: int
     in_ray: int
     window: int
+
+
+# ---- REST bodies: the server's request/response models and the HTTP client's ------------
+
+
+def _from_base64(value: object) -> bytes:
+    """Bytes from JSON (base64 text); raw bytes pass through, as built in Python."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("not valid base64") from None
+    raise ValueError("expected base64 text")
+
+
+Base64Bytes = Annotated[
+    bytes,
+    PlainValidator(_from_base64),
+    PlainSerializer(lambda b: base64.b64encode(b).decode("ascii"), return_type=str,
+                    when_used="json"),
+    WithJsonSchema({"type": "string", "format": "byte", "contentEncoding": "base64"}),
+]
+
+MAX_BATCH = 10_000
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    """The rayfn exception class (``NotFoundError``, ...) or the user's exception type."""
+    message: str
+    traceback: str | None = None
+    state: CallState | None = None
+    """For a call that ended without a value: how it ended."""
+    expired: bool = False
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class SpawnRequest(BaseModel):
+    """One call's arguments, as JSON."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    args: list[Any] = Field(default_factory=list)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class SpawnResponse(BaseModel):
+    call_id: str
+
+
+class BatchSpawnRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: list[SpawnRequest] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class BatchSpawnResponse(BaseModel):
+    call_ids: list[str]
+
+
+class CallList(BaseModel):
+    calls: list[CallStatus]
+    next_cursor: str | None = None
+    """Pass as ``cursor`` for the next (older) page; absent on the last page."""
+
+
+class FunctionSummary(BaseModel):
+    name: str
+    queued: int
+    running: int
+    retrying: int
+    window: int
+
+
+class AppSummary(BaseModel):
+    name: str
+    version: int
+    ephemeral: bool
+    updated_at: float
+    functions: list[FunctionSummary]
+
+
+class AppList(BaseModel):
+    apps: list[AppSummary]
+
+
+class DeployFunction(BaseModel):
+    """A function as the SDK deploys it: options, cloudpickled code, runtime env."""
+
+    name: str
+    options: dict[str, Any]
+    code: Base64Bytes
+    runtime_env: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeployRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    functions: list[DeployFunction] = Field(min_length=1)
+    ephemeral: bool = False
+
+
+class DeployResponse(BaseModel):
+    app: str
+    version: int
+
+
+class StopResponse(BaseModel):
+    app: str
+    cancelled: int
+
+
+class PickledCall(BaseModel):
+    call_id: str
+    args: Base64Bytes
+
+
+class PickledSpawnRequest(BaseModel):
+    """The SDK's spawn over HTTP: any Python arguments, pickled, with client-made IDs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    calls: list[PickledCall] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class ErrorPayload(BaseModel):
+    type_name: str
+    message: str
+    traceback: str
+    exception: Base64Bytes | None = None
+
+
+class OutcomeModel(BaseModel):
+    call_id: str
+    state: CallState
+    expired: bool = False
+    result: Base64Bytes | None = None
+    error: ErrorPayload | None = None
+
+
+class OutcomesRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    call_ids: list[str] = Field(min_length=1, max_length=MAX_BATCH)
+    wait: float = Field(default=0.0, ge=0.0, le=60.0)
+    include_pending: bool = False
+    """Also list unfinished calls (state only); otherwise only finished ones."""
+
+
+class OutcomesResponse(BaseModel):
+    outcomes: list[OutcomeModel]
+
+
+class Health(BaseModel):
+    status: str
+    registry: bool

@@ -23,6 +23,17 @@ ray_auth_mode       value of Ray's ``RAY_AUTH_MODE`` used by every rayfn process
                     drivers and cluster agree.
 num_cpus            CPUs of the local Ray head that ``rayfn start`` launches
                     (empty: all of the machine's).
+
+server_host         address the REST server binds (loopback unless told otherwise).
+server_port         port of the REST server (8000).
+serve_port          port of ``rayfn serve`` for local web endpoints (8100).
+ray_serve_port      port of Ray Serve's proxy for deployed web endpoints (8200).
+server_url          when set, the SDK and CLI talk HTTP to this REST server instead of
+                    joining the Ray cluster (e.g. ``http://127.0.0.1:8000``).
+token               bearer token for the REST server; empty means the token file that
+                    ``rayfn start`` wrote in the state directory.
+max_body_bytes      largest request body the REST server accepts (16 MiB).
+start_server        whether ``rayfn start`` also starts the REST server.
 """
 
 from __future__ import annotations
@@ -53,6 +64,14 @@ class Settings(BaseSettings):
     spawn_batch_size: int = Field(default=1000, ge=1)
     ray_auth_mode: str = Field(default_factory=lambda: os.environ.get("RAY_AUTH_MODE", "token"))
     num_cpus: int | None = Field(default=None, ge=0)
+    server_host: str = "127.0.0.1"
+    server_port: int = Field(default=8000, ge=0, le=65535)
+    serve_port: int = Field(default=8100, ge=0, le=65535)
+    ray_serve_port: int = Field(default=8200, ge=0, le=65535)
+    server_url: str = ""
+    token: str = ""
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    start_server: bool = True
 
     @property
     def store_path(self) -> Path:
@@ -61,6 +80,19 @@ class Settings(BaseSettings):
     @property
     def address_file(self) -> Path:
         return self.state_dir / "ray_address"
+
+    @property
+    def token_file(self) -> Path:
+        return self.state_dir / "token"
+
+    def read_token(self) -> str:
+        """The REST token: ``RAYFN_TOKEN`` or the state directory's token file."""
+        if self.token:
+            return self.token
+        try:
+            return self.token_file.read_text().strip()
+        except FileNotFoundError:
+            return ""
 
     def apply_ray_environment(self) -> None:
         """Make this process agree with the cluster on Ray's auth mode.

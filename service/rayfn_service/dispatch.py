@@ -27,6 +27,7 @@ from rayfn._payload import ErrorInfo, error_of
 from rayfn.exception import ExecutionError, FunctionTimeoutError
 from rayfn.states import CallState
 from rayfn_service.catalog import Catalog, RuntimeFunction
+from rayfn_service.metrics import Metrics
 from rayfn_service.store import Claim, SqliteStore
 from rayfn_service.store.group_commit import GroupCommit
 
@@ -38,6 +39,7 @@ class Attempt:
     claim: Claim
     function: RuntimeFunction
     ref: ray.ObjectRef[Any]
+    submitted_at: float  # monotonic
     cancelled: bool = False
     timed_out: bool = False
 
@@ -77,6 +79,7 @@ class Dispatcher:
         # Calls cancelled while their claim was on its way from the store to Ray.
         self._cancel_before_start: set[str] = set()
         self._background: set[asyncio.Task[Any]] = set()
+        self.metrics = Metrics()
 
     # ---- queues ------------------------------------------------------------------
 
@@ -167,7 +170,7 @@ class Dispatcher:
             fn.options.timeout,
             self._registry_address,
         )
-        attempt = Attempt(claim=claim, function=fn, ref=ref)
+        attempt = Attempt(claim=claim, function=fn, ref=ref, submitted_at=time.monotonic())
         self.inflight[claim.id] = attempt
         queue.running += 1
         self._spawn_task(self._watch(queue, attempt))
@@ -189,6 +192,9 @@ class Dispatcher:
         try:
             await asyncio.wait([future])
         finally:
+            self.metrics.attempt_duration(
+                queue.app, queue.name, time.monotonic() - attempt.submitted_at
+            )
             queue.running -= 1
             self.inflight.pop(attempt.claim.id, None)
             queue.kick.set()
@@ -225,7 +231,10 @@ class Dispatcher:
             )
             return
         if kind == "ok":
-            await self._finish(attempt.claim.id, CallState.SUCCEEDED, result=payload)
+            pickled, as_json = payload
+            await self._finish(
+                attempt.claim, CallState.SUCCEEDED, result=pickled, result_json=as_json
+            )
         elif kind == "timeout":
             await self._settle_failure(queue, attempt, CallState.TIMED_OUT, payload)
         else:
@@ -237,7 +246,7 @@ class Dispatcher:
         retries = attempt.function.options.retries
         done = attempt.claim.attempts
         if retries is None or done > retries.max_retries:
-            await self._finish(attempt.claim.id, state, error=error)
+            await self._finish(attempt.claim, state, error=error)
             return
         if not await self._commit.run(lambda: self._store.mark_retrying(attempt.claim.id)):
             return  # cancelled meanwhile
@@ -250,28 +259,31 @@ class Dispatcher:
         queue.kick.set()
 
     async def _settle_error(self, claim: Claim, error: ErrorInfo) -> None:
-        await self._finish(claim.id, CallState.FAILED, error=error)
+        await self._finish(claim, CallState.FAILED, error=error)
 
     async def _finish(
         self,
-        call_id: str,
+        claim: Claim,
         state: CallState,
         *,
         result: bytes | None = None,
+        result_json: str | None = None,
         error: ErrorInfo | None = None,
     ) -> None:
         now = time.time()
         await self._commit.run(
             lambda: self._store.finish(
-                call_id,
+                claim.id,
                 state,
                 now=now,
                 expires_at=now + self._retention,
                 result=result,
+                result_json=result_json,
                 error=error,
             )
         )
-        self._on_finished(call_id)
+        self.metrics.outcome(claim.app, claim.function, state.value)
+        self._on_finished(claim.id)
 
     # ---- cancellation ------------------------------------------------------------
 

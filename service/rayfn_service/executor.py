@@ -24,7 +24,7 @@ import cloudpickle
 import ray
 
 from rayfn._client import set_in_cluster_namespace
-from rayfn._payload import encode_exception, encode_result, error_of, loads_args
+from rayfn._payload import encode_exception, encode_json, encode_result, error_of, loads_args
 from rayfn.exception import ExecutionError, FunctionTimeoutError
 
 FunctionKey = tuple[str, int, str]
@@ -112,7 +112,7 @@ def _run_with_deadline(fn: Callable[..., Any], args: bytes, timeout: float) -> O
     finally:
         if in_main_thread:
             signal.setitimer(signal.ITIMER_REAL, 0)
-    return ("ok", encode_result(value))
+    return ("ok", (encode_result(value), encode_json(value)))
 
 
 def execute(

@@ -12,11 +12,13 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -149,13 +151,103 @@ def start(settings: Settings, address: str | None = None, num_cpus: int | None =
     """
     info = HeadInfo.load(settings)
     if address:
-        info = HeadInfo(address=address, temp_dir=None, started_by_rayfn=False)
+        connect_driver(address, settings)
+        # Record the resolved address ("auto" means nothing to another process later).
+        resolved = ray.get_runtime_context().gcs_address
+        info = HeadInfo(address=resolved, temp_dir=None, started_by_rayfn=False)
         info.save(settings)
     elif info is None or not head_alive(info):
         info = start_local_head(settings, num_cpus)
     connect_driver(info.address, settings)
     ensure_registry(settings)
+    if settings.start_server:
+        start_server(settings, info)
     return info
+
+
+# ---- the REST server -----------------------------------------------------------
+
+
+def server_url(settings: Settings) -> str:
+    host = settings.server_host if settings.server_host not in ("0.0.0.0", "::") else "127.0.0.1"
+    return f"http://{host}:{settings.server_port}"
+
+
+def _pid_file(settings: Settings) -> Path:
+    return settings.state_dir / "server.pid"
+
+
+def ensure_token(settings: Settings) -> Path:
+    """Create the REST token file (mode 0600) unless it exists; return its path."""
+    path = settings.token_file
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_urlsafe(32) + "\n")
+    return path
+
+
+def server_alive(settings: Settings, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(server_url(settings) + "/healthz", timeout=timeout) as r:
+            return bool(r.status == 200)
+    except (OSError, ValueError):
+        return False
+
+
+def start_server(settings: Settings, info: HeadInfo, wait_seconds: float = 60.0) -> None:
+    """Start the REST server as its own process (a Ray driver), unless it already runs."""
+    if server_alive(settings):
+        return
+    ensure_token(settings)
+    log = open(settings.state_dir / "server.log", "ab")  # noqa: SIM115 - the child owns it
+    env = {**os.environ, "RAYFN_ADDRESS": info.address,
+           "RAYFN_STATE_DIR": str(settings.state_dir),
+           "RAYFN_NAMESPACE": settings.namespace,
+           "RAYFN_SERVER_HOST": settings.server_host,
+           "RAYFN_SERVER_PORT": str(settings.server_port)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rayfn_service.api"], stdout=log, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+    )
+    log.close()
+    _pid_file(settings).write_text(str(process.pid))
+    deadline = time.monotonic() + wait_seconds
+    while not server_alive(settings, timeout=1.0):
+        if process.poll() is not None or time.monotonic() > deadline:
+            tail = (settings.state_dir / "server.log").read_text(errors="replace")[-2000:]
+            raise Error(f"the REST server did not start on {server_url(settings)}:\n{tail}")
+        time.sleep(0.2)
+
+
+def stop_server(settings: Settings) -> None:
+    try:
+        pid = int(_pid_file(settings).read_text())
+    except (FileNotFoundError, ValueError):
+        return
+    _terminate([pid])
+    _pid_file(settings).unlink(missing_ok=True)
+
+
+def _terminate(pids: list[int], grace_seconds: float = 5.0) -> None:
+    import psutil
+
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace_seconds
+    while time.monotonic() < deadline and any(psutil.pid_exists(p) for p in pids):
+        time.sleep(0.1)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def head_alive(info: HeadInfo) -> bool:
@@ -184,22 +276,8 @@ def head_processes(temp_dir: str) -> list[int]:
 
 def kill_head(temp_dir: str, grace_seconds: float = 5.0) -> None:
     """Stop one local head's processes (SIGTERM, then SIGKILL), leaving other Rays alone."""
-    import psutil
-
-    pids = head_processes(temp_dir)
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + grace_seconds
-    while time.monotonic() < deadline and any(psutil.pid_exists(p) for p in pids):
-        time.sleep(0.1)
-    for pid in head_processes(temp_dir):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    _terminate(head_processes(temp_dir), grace_seconds)
+    _terminate(head_processes(temp_dir), 0)  # workers started meanwhile
 
 
 def stop(settings: Settings) -> str:
@@ -208,6 +286,7 @@ def stop(settings: Settings) -> str:
     info = HeadInfo.load(settings)
     if info is None:
         return "rayfn is not running"
+    stop_server(settings)
     message = "stopped rayfn"
     if info.started_by_rayfn and info.temp_dir:
         kill_head(info.temp_dir)

@@ -24,6 +24,7 @@ from rayfn.settings import Settings
 from rayfn.states import CallState
 from rayfn_service.catalog import Catalog
 from rayfn_service.dispatch import Dispatcher
+from rayfn_service.metrics import MetricsSnapshot
 from rayfn_service.names import REGISTRY_ACTOR
 from rayfn_service.store import CallRecord, FunctionRecord, SqliteStore
 from rayfn_service.store.base import NewCall
@@ -49,6 +50,7 @@ def _status(record: CallRecord, now: float) -> CallStatus:
         expired=record.expired or (record.expires_at is not None and record.expires_at <= now),
         error_type=record.error.type_name if record.error else None,
         error_message=record.error.message if record.error else None,
+        error_traceback=(record.error.traceback or None) if record.error else None,
     )
 
 
@@ -56,7 +58,13 @@ def _outcome(record: CallRecord, now: float) -> Outcome:
     expired = record.expired or (record.expires_at is not None and record.expires_at <= now)
     if expired:
         return Outcome(call_id=record.id, state=record.state, expired=True)
-    return Outcome(call_id=record.id, state=record.state, result=record.result, error=record.error)
+    return Outcome(
+        call_id=record.id,
+        state=record.state,
+        result=record.result,
+        error=record.error,
+        result_json=record.result_json,
+    )
 
 
 class Registry:
@@ -164,10 +172,18 @@ class Registry:
 
     # ---- calls -------------------------------------------------------------------
 
-    async def spawn(self, app: str, name: str, calls: Sequence[tuple[str, bytes]]) -> int:
+    async def spawn(
+        self,
+        app: str,
+        name: str,
+        calls: Sequence[tuple[str, bytes]],
+        idempotency: tuple[str, str] | None = None,
+    ) -> list[str]:
         """Accept calls (IDs chosen by the client); answer after they are committed.
 
         Re-sending the same IDs is harmless, so clients retry freely across restarts.
+        With ``idempotency`` (key, request hash), a repeated request returns the calls
+        the first one made instead of making new ones.
         """
         version = self._catalog.current_version(app, name)
         if version is None:
@@ -179,9 +195,20 @@ class Registry:
                 raise InvalidError("call arguments must be serialized bytes")
         now = time.time()
         rows = [NewCall(call_id, app, name, version, args, now) for call_id, args in calls]
-        await self._commit.run(lambda: self._store.insert_calls(rows))
+
+        def write() -> list[str]:
+            ids = [row.id for row in rows]
+            if idempotency is not None:
+                known = self._store.remember_idempotent(idempotency[0], idempotency[1], ids)
+                if known != ids:
+                    return known
+            self._store.insert_calls(rows)
+            return ids
+
+        accepted = await self._commit.run(write)
+        self._dispatcher.metrics.accepted(app, name, len(rows))
         self._dispatcher.kick(app, name)
-        return len(rows)
+        return accepted
 
     def _record(self, call_id: str, with_payload: bool = True) -> CallRecord:
         validate_call_id(call_id)
@@ -203,8 +230,18 @@ class Registry:
         record = self._record(call_id)
         return _outcome(record, time.time())
 
-    async def get_many(self, call_ids: Sequence[str], timeout: float) -> list[Outcome]:
-        """The finished calls among ``call_ids``, waiting up to ``timeout`` for the first."""
+    async def wait(self, call_id: str, timeout: float) -> None:
+        """Return when the call has ended, or after ``timeout`` (capped) seconds."""
+        record = self._record(call_id, with_payload=False)
+        if not record.state.is_terminal() and timeout > 0:
+            await self._wait(call_id, min(timeout, self._settings.wait_chunk_seconds))
+
+    async def get_many(
+        self, call_ids: Sequence[str], timeout: float, include_pending: bool = False
+    ) -> list[Outcome]:
+        """The finished calls among ``call_ids``, waiting up to ``timeout`` for the first.
+
+        With ``include_pending``, unfinished calls are listed too (state only)."""
         for call_id in call_ids:
             validate_call_id(call_id)
         records = self._store.get_calls(call_ids)
@@ -230,6 +267,8 @@ class Registry:
             records = self._store.get_calls(call_ids)
             done = [r for r in records if r.state.is_terminal()]
         now = time.time()
+        if include_pending:
+            return [_outcome(r, now) for r in records]
         return [_outcome(r, now) for r in done]
 
     async def status(self, call_id: str) -> CallStatus:
@@ -279,6 +318,9 @@ class Registry:
             )
             for app, name in sorted(keys)
         ]
+
+    async def metrics(self) -> tuple[MetricsSnapshot, list[FunctionStats]]:
+        return self._dispatcher.metrics.snapshot(), await self.stats()
 
     def attempt_stuck(self, call_id: str, attempt: int) -> None:
         """Called by a worker whose attempt ignored its timeout (see executor)."""

@@ -48,6 +48,27 @@ def isolated_registry(tmp_path: Path) -> Iterator[Callable[..., Any]]:
         reset()
 
 
+@pytest.fixture(params=["ray", "http"])
+def transport(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run the test once with the SDK inside the cluster (Ray) and once over REST."""
+    import rayfn
+    from rayfn._client import reset
+    from rayfn.settings import get_settings
+    from rayfn_service.launch import server_url
+
+    if request.param == "http":
+        if "isolated_registry" in request.fixturenames:
+            pytest.skip("an isolated registry has no REST server of its own")
+        settings = get_settings()
+        rayfn.connect(server_url(settings), token=settings.read_token())
+    else:
+        reset()
+    try:
+        yield str(request.param)
+    finally:
+        reset()
+
+
 @pytest.fixture
 def unique_app(request: pytest.FixtureRequest) -> str:
     """An app name no other test uses."""

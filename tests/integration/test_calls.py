@@ -11,6 +11,8 @@ import rayfn
 from rayfn.exception import InvalidError, NotFoundError, RemoteError, SerializationError
 from rayfn.states import CallState
 
+pytestmark = pytest.mark.usefixtures("transport")
+
 
 class JobError(Exception):
     """A user exception the client can import: re-raised with its own type."""

@@ -16,6 +16,8 @@ import rayfn
 from rayfn.exception import CancelledError, FunctionTimeoutError, OutputExpiredError
 from rayfn.states import CallState
 
+pytestmark = pytest.mark.usefixtures("transport")
+
 
 def _lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []

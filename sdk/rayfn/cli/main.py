@@ -67,6 +67,9 @@ def start(address: str | None, num_cpus: int | None) -> None:
     where = "started by rayfn" if info.started_by_rayfn else "attached"
     console.print(f"rayfn is running on Ray at {info.address} ({where})", highlight=False)
     console.print(f"state: {settings.state_dir}", highlight=False)
+    if settings.start_server:
+        console.print(f"REST server: {launch.server_url(settings)}  "
+                      f"(token: cat {settings.token_file})", highlight=False)
 
 
 @cli.command()

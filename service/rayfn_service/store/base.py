@@ -46,6 +46,7 @@ class CallRecord:
     expired: bool
     result: bytes | None = None
     error: ErrorInfo | None = None
+    result_json: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +90,9 @@ class Store(Protocol):
     def live_functions(self) -> list[FunctionRecord]: ...
 
     # calls
+    def remember_idempotent(
+        self, key: str, request_hash: str, call_ids: Sequence[str]
+    ) -> list[str]: ...
     def insert_calls(self, calls: Sequence[NewCall]) -> None: ...
     def claim_queued(self, app: str, function: str, limit: int, now: float) -> list[Claim]: ...
     def start_retry(self, call_id: str, now: float) -> Claim | None: ...
@@ -101,6 +105,7 @@ class Store(Protocol):
         now: float,
         expires_at: float,
         result: bytes | None = None,
+        result_json: str | None = None,
         error: ErrorInfo | None = None,
     ) -> bool: ...
     def cancel(self, call_id: str, now: float, expires_at: float) -> CallState | None: ...

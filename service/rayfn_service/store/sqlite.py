@@ -6,15 +6,17 @@ one transaction so concurrent spawns share one fsync.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from rayfn._payload import ErrorInfo
-from rayfn.exception import StoreError
+from rayfn.exception import ConflictError, StoreError
 from rayfn.states import CallState
 from rayfn_service.store.base import AppRecord, CallRecord, Claim, FunctionRecord, NewCall, chunks
 
@@ -49,10 +51,17 @@ CREATE TABLE IF NOT EXISTS calls (
     expired INTEGER NOT NULL DEFAULT 0,
     args BLOB,
     result BLOB,
+    result_json TEXT,
     error_type TEXT,
     error_message TEXT,
     error_traceback TEXT,
     error_blob BLOB
+);
+CREATE TABLE IF NOT EXISTS idempotency (
+    key TEXT PRIMARY KEY,
+    request_hash TEXT NOT NULL,
+    call_ids TEXT NOT NULL,
+    created_at REAL NOT NULL
 );
 -- dispatch takes the oldest queued calls of one function: O(log n) whatever the queue
 CREATE INDEX IF NOT EXISTS calls_queue ON calls (app, function, state, id);
@@ -65,7 +74,7 @@ _CALL_COLUMNS = (
     "id, app, function, version, state, attempts, created_at, started_at, finished_at, "
     "expires_at, expired, error_type, error_message"
 )
-_PAYLOAD_COLUMNS = ", result, error_traceback, error_blob"
+_PAYLOAD_COLUMNS = ", result, error_traceback, error_blob, result_json"
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -100,6 +109,7 @@ def _call_record(row: Sequence[Any], with_payload: bool) -> CallRecord:
         expired=bool(row[10]),
         result=result,
         error=error,
+        result_json=row[16] if with_payload else None,
     )
 
 
@@ -112,10 +122,17 @@ class SqliteStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._write = _connect(self.path)
             self._write.executescript(SCHEMA)
+            self._migrate()
             self._read = _connect(self.path)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
         self._lock = threading.RLock()
+
+    def _migrate(self) -> None:
+        """Add columns that stores made by earlier versions lack."""
+        columns = {row[1] for row in self._write.execute("PRAGMA table_info(calls)")}
+        if "result_json" not in columns:
+            self._write.execute("ALTER TABLE calls ADD COLUMN result_json TEXT")
 
     def close(self) -> None:
         self._write.close()
@@ -243,6 +260,28 @@ class SqliteStore:
 
     # ---- calls -------------------------------------------------------------------
 
+    def remember_idempotent(
+        self, key: str, request_hash: str, call_ids: Sequence[str]
+    ) -> list[str]:
+        """The calls a request with this Idempotency-Key made: ``call_ids`` if the key is
+        new, the earlier ones if it was seen with the same request; ConflictError if it
+        was seen with a different request."""
+        row = self._write.execute(
+            "SELECT request_hash, call_ids FROM idempotency WHERE key = ?", (key,)
+        ).fetchone()
+        if row is None:
+            self._write.execute(
+                "INSERT INTO idempotency (key, request_hash, call_ids, created_at) "
+                "VALUES (?, ?, ?, ?)",
+                (key, request_hash, json.dumps(list(call_ids)), time.time()),
+            )
+            return list(call_ids)
+        if row[0] != request_hash:
+            raise ConflictError(
+                f"Idempotency-Key {key!r} was already used for a different request"
+            )
+        return list(json.loads(row[1]))
+
     def insert_calls(self, calls: Sequence[NewCall]) -> None:
         # OR IGNORE: a client that retries a spawn after a registry restart resends the
         # same IDs, and acceptance stays exactly-once.
@@ -286,17 +325,19 @@ class SqliteStore:
         now: float,
         expires_at: float,
         result: bytes | None = None,
+        result_json: str | None = None,
         error: ErrorInfo | None = None,
     ) -> bool:
         cur = self._write.execute(
             "UPDATE calls SET state = ?, finished_at = ?, expires_at = ?, args = NULL, "
-            "result = ?, error_type = ?, error_message = ?, error_traceback = ?, "
-            "error_blob = ? WHERE id = ? AND state IN (?, ?, ?)",
+            "result = ?, result_json = ?, error_type = ?, error_message = ?, "
+            "error_traceback = ?, error_blob = ? WHERE id = ? AND state IN (?, ?, ?)",
             (
                 state.value,
                 now,
                 expires_at,
                 result,
+                result_json,
                 error.type_name if error else None,
                 error.message if error else None,
                 error.traceback if error else None,
@@ -366,7 +407,7 @@ class SqliteStore:
     def sweep_expired(self, now: float, limit: int = 10_000) -> int:
         """Delete result bytes past retention, keeping the row as a tombstone."""
         cur = self._write.execute(
-            "UPDATE calls SET expired = 1, result = NULL, error_blob = NULL, "
+            "UPDATE calls SET expired = 1, result = NULL, result_json = NULL, error_blob = NULL, "
             "error_traceback = NULL, args = NULL WHERE id IN (SELECT id FROM calls "
             "WHERE expired = 0 AND expires_at <= ? LIMIT ?)",
             (now, limit),

@@ -1,0 +1,197 @@
+"""The client for programs outside the cluster: the REST server, over HTTP.
+
+The same operations as the Ray client; HTTP errors come back as the same rayfn exception
+classes. Every request is safe to repeat (spawns carry client-made IDs), so connection
+failures are retried while the server restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from rayfn import exception
+from rayfn._client.base import DeployedFunction
+from rayfn._payload import ErrorInfo, Outcome
+from rayfn.schemas import (
+    AppInfo,
+    AppList,
+    CallList,
+    CallStatus,
+    DeployFunction,
+    DeployRequest,
+    DeployResponse,
+    FunctionInfo,
+    FunctionStats,
+    OutcomeModel,
+    OutcomesRequest,
+    OutcomesResponse,
+    PickledCall,
+    PickledSpawnRequest,
+    StopResponse,
+)
+from rayfn.settings import Settings
+
+# The server caps one wait; longer waits are several requests.
+MAX_WAIT_SECONDS = 60.0
+_REQUEST_SLACK_SECONDS = 30.0
+
+
+def _error_from(response: httpx.Response) -> exception.Error:
+    try:
+        detail = response.json()["error"]
+        kind, message = str(detail["type"]), str(detail["message"])
+    except (ValueError, KeyError, TypeError):
+        kind, message = "", response.text[:500]
+    cls = getattr(exception, kind, None)
+    if isinstance(cls, type) and issubclass(cls, exception.Error):
+        return cls(message)
+    if response.status_code == 401:
+        return exception.AuthError(message)
+    return exception.Error(f"HTTP {response.status_code} from the rayfn server: {message}")
+
+
+def _outcome(model: OutcomeModel) -> Outcome:
+    error = model.error
+    return Outcome(
+        call_id=model.call_id,
+        state=model.state,
+        expired=model.expired,
+        result=model.result,
+        error=ErrorInfo(type_name=error.type_name, message=error.message,
+                        traceback=error.traceback, exception=error.exception)
+        if error else None,
+    )
+
+
+class HttpClient:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        token = settings.read_token()
+        if not token:
+            raise exception.AuthError(
+                "no token for the rayfn server: set RAYFN_TOKEN or pass token= to connect()"
+            )
+        self._http = httpx.Client(
+            base_url=settings.server_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=httpx.Timeout(MAX_WAIT_SECONDS + _REQUEST_SLACK_SECONDS, connect=10.0),
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        deadline = time.monotonic() + self.settings.client_retry_seconds
+        delay = 0.1
+        while True:
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                if time.monotonic() + delay > deadline:
+                    raise exception.ConnectionError(
+                        f"cannot reach the rayfn server at {self.settings.server_url}: {exc}"
+                    ) from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if response.status_code == 503 and time.monotonic() + delay <= deadline:
+                time.sleep(delay)  # the server is up but the registry is restarting
+                delay = min(delay * 2, 2.0)
+                continue
+            if response.status_code >= 400:
+                raise _error_from(response)
+            return response
+
+    # ---- apps --------------------------------------------------------------------
+
+    def deploy(
+        self, app: str, functions: Sequence[DeployedFunction], ephemeral: bool = False
+    ) -> int:
+        body = DeployRequest(
+            functions=[
+                DeployFunction(name=name, options=json.loads(options), code=code,
+                               runtime_env=json.loads(env))
+                for name, options, code, env in functions
+            ],
+            ephemeral=ephemeral,
+        )
+        response = self._request("POST", f"/v1/apps/{app}", content=body.model_dump_json(),
+                                 headers={"Content-Type": "application/json"})
+        return DeployResponse.model_validate_json(response.content).version
+
+    def stop_app(self, app: str) -> int:
+        response = self._request("DELETE", f"/v1/apps/{app}")
+        return StopResponse.model_validate_json(response.content).cancelled
+
+    def _app_list(self) -> AppList:
+        return AppList.model_validate_json(self._request("GET", "/v1/apps").content)
+
+    def list_apps(self) -> list[AppInfo]:
+        return [
+            AppInfo(name=a.name, version=a.version, state="deployed", ephemeral=a.ephemeral,
+                    updated_at=a.updated_at, functions=[f.name for f in a.functions])
+            for a in self._app_list().apps
+        ]
+
+    def function_info(self, app: str, name: str) -> FunctionInfo:
+        response = self._request("GET", f"/v1/apps/{app}/functions/{name}")
+        return FunctionInfo.model_validate_json(response.content)
+
+    def stats(self) -> list[FunctionStats]:
+        return [
+            FunctionStats(app=a.name, function=f.name, queued=f.queued, running=f.running,
+                          retrying=f.retrying, in_ray=f.running, window=f.window)
+            for a in self._app_list().apps for f in a.functions
+        ]
+
+    # ---- calls -------------------------------------------------------------------
+
+    def spawn(self, app: str, name: str, calls: Sequence[tuple[str, bytes]]) -> None:
+        body = PickledSpawnRequest(calls=[PickledCall(call_id=c, args=a) for c, a in calls])
+        self._request("POST", f"/v1/apps/{app}/functions/{name}/calls/pickled",
+                      content=body.model_dump_json(),
+                      headers={"Content-Type": "application/json"})
+
+    def _outcomes(
+        self, call_ids: Sequence[str], wait: float, include_pending: bool
+    ) -> list[Outcome]:
+        body = OutcomesRequest(call_ids=list(call_ids), wait=min(wait, MAX_WAIT_SECONDS),
+                               include_pending=include_pending)
+        response = self._request("POST", "/v1/calls/outcomes", content=body.model_dump_json(),
+                                 headers={"Content-Type": "application/json"})
+        return [_outcome(o) for o in OutcomesResponse.model_validate_json(response.content)
+                .outcomes]
+
+    def get(self, call_id: str, timeout: float | None) -> Outcome:
+        wait = MAX_WAIT_SECONDS if timeout is None else timeout
+        (outcome,) = self._outcomes([call_id], wait, include_pending=True)
+        return outcome
+
+    def get_many(self, call_ids: Sequence[str], timeout: float) -> list[Outcome]:
+        return self._outcomes(call_ids, timeout, include_pending=False)
+
+    def status(self, call_id: str) -> CallStatus:
+        response = self._request("GET", f"/v1/calls/{call_id}")
+        return CallStatus.model_validate_json(response.content)
+
+    def cancel(self, call_id: str) -> CallStatus:
+        response = self._request("POST", f"/v1/calls/{call_id}/cancel")
+        return CallStatus.model_validate_json(response.content)
+
+    def list_calls(
+        self,
+        app: str | None = None,
+        function: str | None = None,
+        state: str | None = None,
+        limit: int = 100,
+        before: str | None = None,
+    ) -> list[CallStatus]:
+        params = {k: v for k, v in (("app", app), ("function", function), ("state", state),
+                                    ("limit", limit), ("cursor", before)) if v is not None}
+        response = self._request("GET", "/v1/calls", params=params)
+        return CallList.model_validate_json(response.content).calls

@@ -1,0 +1,1 @@
+"""The REST server: FastAPI routes over the registry actor."""

@@ -1,0 +1,41 @@
+"""The FastAPI application: routes, error handlers, the guard, health and metrics."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from rayfn.schemas import Health
+from rayfn.settings import Settings
+from rayfn_service.api import errors, metrics
+from rayfn_service.api.backend import Registry
+from rayfn_service.api.guard import Guard
+from rayfn_service.api.routes import router
+
+DESCRIPTION = """Submit calls of deployed functions and poll for their results.
+
+Every route but `/healthz` (and these docs) needs `Authorization: Bearer <token>`; the
+token is in the state directory (`rayfn start` prints where). Errors answer with
+`{"error": {"type": ..., "message": ...}}`.
+"""
+
+
+def create_app(settings: Settings) -> Guard:
+    app = FastAPI(title="rayfn", version="1", description=DESCRIPTION)
+    app.state.registry = Registry(settings)
+    app.state.settings = settings
+    errors.install(app)
+    app.include_router(router)
+
+    @app.get("/healthz", response_model=Health, summary="Liveness; no token needed")
+    async def healthz(request: Request) -> Health:
+        alive = await request.app.state.registry.alive()
+        return Health(status="ok" if alive else "degraded", registry=alive)
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response,
+             responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+    async def prometheus(request: Request) -> Response:
+        data = await request.app.state.registry.call("metrics")
+        return Response(metrics.render(data), media_type=CONTENT_TYPE_LATEST)
+
+    return Guard(app, token=settings.read_token, max_body_bytes=settings.max_body_bytes)

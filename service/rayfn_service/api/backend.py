@@ -1,0 +1,65 @@
+"""The REST server's way to the registry: awaited actor calls, retried across restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError, RayTaskError
+
+from rayfn.exception import ConnectionError, Error
+from rayfn.settings import Settings
+from rayfn_service.names import REGISTRY_ACTOR
+
+logger = logging.getLogger(__name__)
+
+try:
+    from ray.exceptions import ActorUnavailableError
+except ImportError:  # pragma: no cover
+    ActorUnavailableError = RayActorError  # type: ignore[misc,assignment]
+
+_RETRYABLE = (RayActorError, ActorUnavailableError)
+
+
+class Registry:
+    """Async calls to the registry actor; rayfn errors come back as themselves."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._handle: Any = None
+
+    def _actor(self) -> Any:
+        if self._handle is None:
+            try:
+                self._handle = ray.get_actor(REGISTRY_ACTOR, namespace=self._settings.namespace)
+            except ValueError:
+                raise ConnectionError("the rayfn registry is not running") from None
+        return self._handle
+
+    async def call(self, method: str, *args: Any) -> Any:
+        deadline = time.monotonic() + self._settings.client_retry_seconds
+        delay = 0.1
+        while True:
+            try:
+                return await getattr(self._actor(), method).remote(*args)
+            except RayTaskError as exc:
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, Error):
+                    raise cause from None
+                raise
+            except _RETRYABLE as exc:
+                if time.monotonic() + delay > deadline:
+                    raise ConnectionError(f"the rayfn registry did not answer: {exc}") from exc
+                logger.info("registry unavailable; retrying in %.1f s", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def alive(self) -> bool:
+        try:
+            await asyncio.wait_for(self.call("ping"), timeout=5)
+            return True
+        except Exception:
+            return False

@@ -1,0 +1,329 @@
+"""The REST routes, under ``/v1``. Errors are raised, never caught here (see errors.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from rayfn._ids import new_call_ids, validate_call_id
+from rayfn._names import validate_name
+from rayfn._payload import Outcome, dumps_args
+from rayfn.exception import OutputExpiredError
+from rayfn.schemas import (
+    AppList,
+    AppSummary,
+    BatchSpawnRequest,
+    BatchSpawnResponse,
+    CallList,
+    CallStatus,
+    DeployRequest,
+    DeployResponse,
+    ErrorDetail,
+    ErrorPayload,
+    ErrorResponse,
+    FunctionInfo,
+    FunctionStats,
+    FunctionSummary,
+    OutcomeModel,
+    OutcomesRequest,
+    OutcomesResponse,
+    PickledSpawnRequest,
+    SpawnRequest,
+    SpawnResponse,
+    StopResponse,
+)
+from rayfn.states import CallState
+from rayfn_service.api.backend import Registry
+
+PICKLE_MEDIA_TYPE = "application/x-python-pickle"
+MAX_WAIT_SECONDS = 60.0
+RETRY_AFTER = "1"
+# Status of a call that ended without a value (failed, timed out, cancelled): neither
+# success, nor "not found", nor a server fault.
+ENDED_WITHOUT_VALUE = 424
+
+router = APIRouter(prefix="/v1")
+
+AppName = Annotated[str, Path(description="App name", max_length=200)]
+FunctionName = Annotated[str, Path(description="Function name", max_length=200)]
+CallId = Annotated[str, Path(description="Call ID, `fc-` and a 26-character ULID")]
+Wait = Annotated[
+    float, Query(ge=0, le=MAX_WAIT_SECONDS, description="Seconds to wait for the call to end")
+]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(max_length=200, description="Repeat a submit safely: the same key returns the "
+           "same calls; the same key with a different body is refused with 409"),
+]
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorResponse} for code in (400, 401, 413, 422, 503, *codes)}
+
+
+def registry(request: Request) -> Registry:
+    backend: Registry = request.app.state.registry
+    return backend
+
+
+def _request_hash(app: str, function: str, body: object) -> str:
+    canonical = json.dumps([app, function, body], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def _spawn(
+    request: Request,
+    app: str,
+    function: str,
+    inputs: list[SpawnRequest],
+    idempotency_key: str | None,
+    body: object,
+) -> list[str]:
+    validate_name("app", app)
+    validate_name("function", function)
+    payloads = [dumps_args(tuple(i.args), i.kwargs) for i in inputs]
+    ids = new_call_ids(len(payloads))
+    idempotency = None
+    if idempotency_key is not None:
+        idempotency = (f"{app}/{function}/{idempotency_key}",
+                       _request_hash(app, function, body))
+    accepted: list[str] = await registry(request).call(
+        "spawn", app, function, list(zip(ids, payloads, strict=True)), idempotency
+    )
+    return accepted
+
+
+@router.post(
+    "/apps/{app}/functions/{function}/calls",
+    status_code=202,
+    response_model=SpawnResponse,
+    responses=_errors(404, 409),
+    summary="Spawn one call with JSON arguments",
+)
+async def spawn(
+    request: Request,
+    response: Response,
+    app: AppName,
+    function: FunctionName,
+    body: SpawnRequest,
+    idempotency_key: IdempotencyKey = None,
+) -> SpawnResponse:
+    (call_id,) = await _spawn(request, app, function, [body], idempotency_key,
+                              body.model_dump(mode="json"))
+    response.headers["Location"] = f"/v1/calls/{call_id}"
+    response.headers["Retry-After"] = RETRY_AFTER
+    return SpawnResponse(call_id=call_id)
+
+
+@router.post(
+    "/apps/{app}/functions/{function}/calls/batch",
+    status_code=202,
+    response_model=BatchSpawnResponse,
+    responses=_errors(404, 409),
+    summary="Spawn many calls in one request",
+)
+async def spawn_batch(
+    request: Request,
+    app: AppName,
+    function: FunctionName,
+    body: BatchSpawnRequest,
+    idempotency_key: IdempotencyKey = None,
+) -> BatchSpawnResponse:
+    ids = await _spawn(request, app, function, body.inputs, idempotency_key,
+                       body.model_dump(mode="json"))
+    return BatchSpawnResponse(call_ids=ids)
+
+
+@router.post(
+    "/apps/{app}/functions/{function}/calls/pickled",
+    status_code=202,
+    response_model=BatchSpawnResponse,
+    responses=_errors(404),
+    summary="Spawn calls with pickled arguments and client-made IDs (the Python SDK)",
+)
+async def spawn_pickled(
+    request: Request, app: AppName, function: FunctionName, body: PickledSpawnRequest
+) -> BatchSpawnResponse:
+    validate_name("app", app)
+    validate_name("function", function)
+    calls = [(validate_call_id(c.call_id), c.args) for c in body.calls]
+    ids: list[str] = await registry(request).call("spawn", app, function, calls, None)
+    return BatchSpawnResponse(call_ids=ids)
+
+
+@router.get(
+    "/apps/{app}/functions/{function}",
+    response_model=FunctionInfo,
+    responses=_errors(404),
+    summary="A deployed function",
+)
+async def function_info(request: Request, app: AppName, function: FunctionName) -> FunctionInfo:
+    info: FunctionInfo = await registry(request).call("function_info", app, function)
+    return info
+
+
+@router.get("/apps", response_model=AppList, responses=_errors(),
+            summary="Deployed apps, their functions and queue depths")
+async def list_apps(request: Request) -> AppList:
+    apps = await registry(request).call("list_apps")
+    stats: list[FunctionStats] = await registry(request).call("stats")
+    by_function = {(s.app, s.function): s for s in stats}
+    summaries = []
+    for a in apps:
+        functions = []
+        for name in a.functions:
+            s = by_function.get((a.name, name))
+            functions.append(FunctionSummary(
+                name=name, queued=s.queued if s else 0, running=s.running if s else 0,
+                retrying=s.retrying if s else 0, window=s.window if s else 0,
+            ))
+        summaries.append(AppSummary(name=a.name, version=a.version, ephemeral=a.ephemeral,
+                                    updated_at=a.updated_at, functions=functions))
+    return AppList(apps=summaries)
+
+
+@router.post("/apps/{app}", status_code=201, response_model=DeployResponse,
+             responses=_errors(), summary="Deploy an app (pickled functions; the SDK uses it)")
+async def deploy(request: Request, app: AppName, body: DeployRequest) -> DeployResponse:
+    functions = [
+        (f.name, json.dumps(f.options), f.code, json.dumps(f.runtime_env))
+        for f in body.functions
+    ]
+    version: int = await registry(request).call("deploy", app, functions, body.ephemeral)
+    return DeployResponse(app=app, version=version)
+
+
+@router.delete("/apps/{app}", response_model=StopResponse, responses=_errors(404),
+               summary="Stop an app; its unfinished calls are cancelled")
+async def stop_app(request: Request, app: AppName) -> StopResponse:
+    cancelled: int = await registry(request).call("stop_app", app)
+    return StopResponse(app=app, cancelled=cancelled)
+
+
+@router.get("/calls", response_model=CallList, responses=_errors(),
+            summary="Calls, newest first, with filters and cursor pagination")
+async def list_calls(
+    request: Request,
+    app: Annotated[str | None, Query(max_length=200)] = None,
+    function: Annotated[str | None, Query(max_length=200)] = None,
+    state: CallState | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> CallList:
+    calls: list[CallStatus] = await registry(request).call(
+        "list_calls", app, function, state.value if state else None, limit, cursor
+    )
+    next_cursor = calls[-1].call_id if len(calls) == limit else None
+    return CallList(calls=calls, next_cursor=next_cursor)
+
+
+@router.get("/calls/{call_id}", response_model=CallStatus, responses=_errors(404),
+            summary="A call's status; waits up to `wait` seconds for it to end")
+async def call_status(
+    request: Request, response: Response, call_id: CallId, wait: Wait = 0.0
+) -> CallStatus:
+    validate_call_id(call_id)
+    if wait > 0:
+        await registry(request).call("wait", call_id, wait)
+    status: CallStatus = await registry(request).call("status", call_id)
+    if not status.state.is_terminal():
+        response.headers["Retry-After"] = RETRY_AFTER
+    return status
+
+
+def _ended_without_value(outcome: Outcome) -> JSONResponse:
+    error = outcome.error
+    detail = ErrorDetail(
+        type=error.type_name if error else "CancelledError",
+        message=error.message if error else f"call {outcome.call_id} was cancelled",
+        traceback=(error.traceback or None) if error else None,
+        state=outcome.state,
+    )
+    return JSONResponse(ErrorResponse(error=detail).model_dump(mode="json", exclude_none=True),
+                        status_code=ENDED_WITHOUT_VALUE)
+
+
+@router.get(
+    "/calls/{call_id}/result",
+    summary="A call's return value",
+    responses={
+        200: {"description": "The return value as JSON (or pickled, when asked for with "
+              f"`Accept: {PICKLE_MEDIA_TYPE}`)", "content": {"application/json": {},
+                                                             PICKLE_MEDIA_TYPE: {}}},
+        202: {"description": "Not finished yet; try again after Retry-After",
+              "model": CallStatus},
+        404: {"description": "Unknown call, or its result expired (`error.expired`)",
+              "model": ErrorResponse},
+        406: {"description": "The value is not JSON; ask for it pickled",
+              "model": ErrorResponse},
+        ENDED_WITHOUT_VALUE: {"description": "The call failed, timed out or was cancelled; "
+                              "`error` says how", "model": ErrorResponse},
+        **{k: v for k, v in _errors().items() if k != 422},
+        422: {"model": ErrorResponse},
+    },
+)
+async def call_result(
+    request: Request,
+    call_id: CallId,
+    wait: Wait = 0.0,
+    accept: Annotated[str | None, Header()] = None,
+) -> Response:
+    validate_call_id(call_id)
+    outcome: Outcome = await registry(request).call("get", call_id, wait)
+    if not outcome.state.is_terminal():
+        status: CallStatus = await registry(request).call("status", call_id)
+        return JSONResponse(status.model_dump(mode="json"), status_code=202,
+                            headers={"Retry-After": RETRY_AFTER})
+    if outcome.expired:
+        raise OutputExpiredError(f"the result of {call_id} has expired and was deleted")
+    if outcome.state is not CallState.SUCCEEDED:
+        return _ended_without_value(outcome)
+    if accept and PICKLE_MEDIA_TYPE in accept:
+        return Response(outcome.result, media_type=PICKLE_MEDIA_TYPE)
+    if outcome.result_json is None:
+        return JSONResponse(
+            ErrorResponse(error=ErrorDetail(
+                type="InvalidError",
+                message=f"the result of {call_id} is not JSON data; ask for it with "
+                        f"'Accept: {PICKLE_MEDIA_TYPE}' and unpickle it",
+            )).model_dump(mode="json", exclude_none=True),
+            status_code=406,
+        )
+    return Response(outcome.result_json, media_type="application/json")
+
+
+@router.post("/calls/{call_id}/cancel", response_model=CallStatus, responses=_errors(404),
+             summary="Cancel a call: queued ones never run, running ones are stopped")
+async def cancel(request: Request, call_id: CallId) -> CallStatus:
+    validate_call_id(call_id)
+    status: CallStatus = await registry(request).call("cancel", call_id)
+    return status
+
+
+@router.post("/calls/outcomes", response_model=OutcomesResponse, responses=_errors(404),
+             summary="Outcomes of finished calls among many, pickled (the Python SDK)")
+async def outcomes(request: Request, body: OutcomesRequest) -> OutcomesResponse:
+    for call_id in body.call_ids:
+        validate_call_id(call_id)
+    found: list[Outcome] = await registry(request).call(
+        "get_many", body.call_ids, body.wait, body.include_pending
+    )
+    return OutcomesResponse(outcomes=[outcome_model(o) for o in found])
+
+
+def outcome_model(outcome: Outcome) -> OutcomeModel:
+    error = outcome.error
+    return OutcomeModel(
+        call_id=outcome.call_id,
+        state=outcome.state,
+        expired=outcome.expired,
+        result=outcome.result,
+        error=ErrorPayload(type_name=error.type_name, message=error.message,
+                           traceback=error.traceback, exception=error.exception)
+        if error else None,
+    )
+
