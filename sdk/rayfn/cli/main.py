@@ -85,11 +85,24 @@ def stop() -> None:
 @friendly_errors
 def status() -> None:
     """Show the cluster's nodes, the registry, and each function's queue."""
-    import ray
-
     from rayfn._client import get_client
+    from rayfn._client.ray import RayClient
 
     client = get_client()
+    if isinstance(client, RayClient):
+        _print_nodes()
+    table = Table(title="functions")
+    for column in ("app", "function", "queued", "running", "retrying", "in Ray", "window"):
+        table.add_column(column)
+    for s in client.stats():
+        table.add_row(s.app, s.function, str(s.queued), str(s.running), str(s.retrying),
+                      str(s.in_ray), str(s.window))
+    console.print(table)
+
+
+def _print_nodes() -> None:
+    import ray
+
     nodes = Table(title="nodes")
     for column in ("node", "alive", "CPU", "GPU", "memory GiB"):
         nodes.add_column(column)
@@ -100,13 +113,6 @@ def status() -> None:
                       f"{resources.get('GPU', 0):g}",
                       f"{resources.get('memory', 0) / 2**30:.1f}")
     console.print(nodes)
-    table = Table(title="functions")
-    for column in ("app", "function", "queued", "running", "retrying", "in Ray", "window"):
-        table.add_column(column)
-    for s in client.stats():
-        table.add_row(s.app, s.function, str(s.queued), str(s.running), str(s.retrying),
-                      str(s.in_ray), str(s.window))
-    console.print(table)
 
 
 # ---- apps ----------------------------------------------------------------------
