@@ -105,3 +105,40 @@ def test_start_is_idempotent(rayfn_cli: Cli) -> None:
     first_match, second_match = address.search(first.stdout), address.search(second.stdout)
     assert first_match and second_match
     assert first_match.group(1) == second_match.group(1)
+
+
+def test_cli_over_http(rayfn_cli: Cli, tmp_path: Path) -> None:
+    """With RAYFN_SERVER_URL and RAYFN_TOKEN, the CLI never joins the Ray cluster."""
+    import os
+
+    from rayfn.settings import get_settings
+    from rayfn_service.launch import server_url
+
+    settings = get_settings()
+    env = {
+        "RAYFN_SERVER_URL": server_url(settings),
+        "RAYFN_TOKEN": settings.read_token(),
+        # a state dir with no Ray address in it: only HTTP can work
+        "RAYFN_STATE_DIR": str(tmp_path / "remote-client"),
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        assert "deployed app 'my-job-queue'" in rayfn_cli("deploy", EXAMPLE).stdout
+        ran = rayfn_cli("run", EXAMPLE)
+        assert ran.stdout.strip().splitlines()[-1] == "{'result': 'my-data'}"
+        listed = rayfn_cli("call", "list", "--app", "my-job-queue", "--limit", "1").stdout
+        call_id = re.search(r"fc-[0-9A-Z]{26}", listed)
+        assert call_id, listed
+        status = json.loads(rayfn_cli("call", "status", call_id.group(0)).stdout)
+        assert status["state"] == "succeeded"
+        assert "my-job-queue" in rayfn_cli("status").stdout
+        os.environ["RAYFN_TOKEN"] = "wrong-token"
+        refused = rayfn_cli("call", "status", call_id.group(0), check=False)
+        assert refused.returncode == 1 and "bearer token" in refused.stderr
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
