@@ -122,13 +122,16 @@ class Dispatcher:
             claims: list[Claim] = []
             while queue.retry_ready and len(claims) < free:
                 call_id = queue.retry_ready.popleft()
-                claim = await self._commit.run(functools.partial(self._start_retry, call_id))
+                claim = await self._commit.run(
+                    functools.partial(self._start_retry, call_id), durable=False
+                )
                 if claim is not None:
                     claims.append(claim)
             if len(claims) < free:
                 claims.extend(
                     await self._commit.run(
-                        functools.partial(self._claim, queue.app, queue.name, free - len(claims))
+                        functools.partial(self._claim, queue.app, queue.name, free - len(claims)),
+                        durable=False,
                     )
                 )
             if not claims:
@@ -248,7 +251,10 @@ class Dispatcher:
         if retries is None or done > retries.max_retries:
             await self._finish(attempt.claim, state, error=error)
             return
-        if not await self._commit.run(lambda: self._store.mark_retrying(attempt.claim.id)):
+        marked = await self._commit.run(
+            lambda: self._store.mark_retrying(attempt.claim.id), durable=False
+        )
+        if not marked:
             return  # cancelled meanwhile
         delay = retries.delay(done)
         loop = asyncio.get_running_loop()
@@ -280,7 +286,8 @@ class Dispatcher:
                 result=result,
                 result_json=result_json,
                 error=error,
-            )
+            ),
+            durable=False,
         )
         self.metrics.outcome(claim.app, claim.function, state.value)
         self._on_finished(claim.id)

@@ -219,7 +219,7 @@ class Registry:
 
     async def get(self, call_id: str, timeout: float | None) -> Outcome:
         """The call's outcome; waits up to ``timeout`` (capped) while it is unfinished."""
-        record = self._record(call_id, with_payload=False)
+        record = self._record(call_id)
         if not record.state.is_terminal() and (timeout is None or timeout > 0):
             wait = (
                 self._settings.wait_chunk_seconds
@@ -227,7 +227,7 @@ class Registry:
                 else min(timeout, self._settings.wait_chunk_seconds)
             )
             await self._wait(call_id, wait)
-        record = self._record(call_id)
+            record = self._record(call_id)
         return _outcome(record, time.time())
 
     async def wait(self, call_id: str, timeout: float) -> None:
@@ -366,7 +366,9 @@ class Registry:
         while True:
             await asyncio.sleep(self._settings.sweep_interval_seconds)
             try:
-                while await self._commit.run(lambda: self._store.sweep_expired(time.time())):
+                while await self._commit.run(
+                    lambda: self._store.sweep_expired(time.time()), durable=False
+                ):
                     pass
             except Exception:
                 logger.exception("expiry sweep failed; will try again")

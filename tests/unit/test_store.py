@@ -509,3 +509,22 @@ def test_cancelled_caller_does_not_stop_the_writer(
 
     assert asyncio.run(main()) == later
     assert committed_ids(db_path) == {later}
+
+
+def test_only_durable_batches_are_fsynced(store: SqliteStore, commit: GroupCommit) -> None:
+    def synchronous() -> int:
+        return int(store._write.execute("PRAGMA synchronous").fetchone()[0])
+
+    async def main() -> tuple[int, int, list[int]]:
+        fast = await commit.run(synchronous, durable=False)
+        safe = await commit.run(synchronous)
+        # one durable op makes its whole batch durable
+        mixed = await asyncio.gather(
+            commit.run(synchronous, durable=False), commit.run(synchronous, durable=True)
+        )
+        return fast, safe, list(mixed)
+
+    fast, safe, mixed = asyncio.run(main())
+    full, normal = 2, 1  # SQLite's values for FULL and NORMAL
+    assert (fast, safe) == (normal, full)
+    assert set(mixed) <= {normal, full} and full in mixed

@@ -74,7 +74,7 @@ class NewCall:
 class Store(Protocol):
     """Durable state. Writes happen inside ``transaction()``; reads see committed data."""
 
-    def transaction(self) -> AbstractContextManager[None]: ...
+    def transaction(self, durable: bool = True) -> AbstractContextManager[None]: ...
 
     # deployments
     def deploy(

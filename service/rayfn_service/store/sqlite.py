@@ -127,6 +127,7 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
         self._lock = threading.RLock()
+        self._durable = True  # the connection starts with synchronous=FULL
 
     def _migrate(self) -> None:
         """Add columns that stores made by earlier versions lack."""
@@ -139,10 +140,16 @@ class SqliteStore:
         self._read.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """One write transaction; a failed commit raises StoreError and keeps nothing."""
+    def transaction(self, durable: bool = True) -> Iterator[None]:
+        """One write transaction; a failed commit raises StoreError and keeps nothing.
+
+        ``durable`` commits are fsynced; others survive process crashes, not power loss.
+        """
         with self._lock:
             try:
+                if durable != self._durable:
+                    self._write.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+                    self._durable = durable
                 self._write.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise StoreError(f"the store refused a write: {exc}") from exc
