@@ -122,6 +122,19 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    """Where: ``["body", "args"]``, ``["query", "wait"]``, ..."""
+    msg: str
+    type: str
+
+
+class ValidationErrorResponse(ErrorResponse):
+    """A request that does not match this API's schema (422): ``detail`` says where."""
+
+    detail: list[ValidationIssue]
+
+
 class SpawnRequest(BaseModel):
     """One call's arguments, as JSON."""
 

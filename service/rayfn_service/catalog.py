@@ -8,6 +8,7 @@ from typing import Any
 
 import ray
 
+from rayfn.exception import InvalidError
 from rayfn.options import FunctionOptions
 from rayfn_service.executor import remote_execute
 from rayfn_service.store import FunctionRecord, SqliteStore
@@ -61,21 +62,55 @@ class Catalog:
             del self._loaded[key]
 
     def _build(self, record: FunctionRecord) -> RuntimeFunction:
-        options = FunctionOptions.from_dict(json.loads(record.options))
-        runtime_env = json.loads(record.runtime_env)
-        ray_options: dict[str, Any] = {
-            **options.ray_options(),
-            "max_retries": self._system_retries,
-            "retry_exceptions": False,
-            "name": f"rayfn:{record.app}.{record.name}",
-        }
-        if runtime_env:
-            ray_options["runtime_env"] = runtime_env
+        options, task = _task_for(record, self._system_retries)
         return RuntimeFunction(
             app=record.app,
             version=record.version,
             name=record.name,
             options=options,
-            task=remote_execute.options(**ray_options),
+            task=task,
             code_ref=ray.put(record.code),
         )
+
+
+def _task_for(record: FunctionRecord, system_retries: int) -> tuple[FunctionOptions, Any]:
+    options = FunctionOptions.from_dict(json.loads(record.options))
+    runtime_env = json.loads(record.runtime_env)
+    ray_options: dict[str, Any] = {
+        **options.ray_options(),
+        "max_retries": system_retries,
+        "retry_exceptions": False,
+        "name": f"rayfn:{record.app}.{record.name}",
+    }
+    if runtime_env:
+        ray_options["runtime_env"] = runtime_env
+    return options, remote_execute.options(**ray_options)
+
+
+def checked(record: FunctionRecord) -> FunctionRecord:
+    """The record with its options normalized, or InvalidError when its options or runtime
+    env are not what the SDK sends. Deploys come from any REST client; a record that could
+    not be loaded later would break every function's dispatch, so it is refused up front."""
+    where = f"function {record.app}.{record.name}"
+    try:
+        raw = json.loads(record.options)
+        runtime_env = json.loads(record.runtime_env)
+    except ValueError as exc:
+        raise InvalidError(f"{where}: options and runtime_env must be JSON: {exc}") from None
+    if not isinstance(raw, dict) or not isinstance(runtime_env, dict):
+        raise InvalidError(f"{where}: options and runtime_env must be JSON objects")
+    try:
+        loaded = FunctionOptions.from_dict(raw)  # unknown names raise TypeError
+        # build() checks every value, as @app.function() does.
+        options = FunctionOptions.build(
+            **{f.name: getattr(loaded, f.name) for f in dataclasses.fields(loaded)}
+        )
+        normal = dataclasses.replace(
+            record, options=json.dumps(options.to_dict()), runtime_env=json.dumps(runtime_env)
+        )
+        _task_for(normal, 0)  # Ray checks the runtime env and resources here
+    except InvalidError as exc:
+        raise InvalidError(f"{where}: {exc}") from None
+    except (TypeError, ValueError) as exc:  # unknown option names, Ray's own checks
+        raise InvalidError(f"{where}: invalid options: {exc}") from None
+    return normal

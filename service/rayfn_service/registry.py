@@ -8,6 +8,7 @@ that were running, so no accepted call is lost when the actor dies.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -22,7 +23,7 @@ from rayfn.exception import InvalidError, NotFoundError
 from rayfn.schemas import AppInfo, CallStatus, FunctionInfo, FunctionStats
 from rayfn.settings import Settings
 from rayfn.states import CallState
-from rayfn_service.catalog import Catalog
+from rayfn_service.catalog import Catalog, checked
 from rayfn_service.dispatch import Dispatcher
 from rayfn_service.metrics import MetricsSnapshot
 from rayfn_service.names import REGISTRY_ACTOR
@@ -108,15 +109,16 @@ class Registry:
         validate_name("app", app)
         if not functions:
             raise InvalidError(f"app {app!r} has no functions to deploy")
-        for name, *_ in functions:
-            validate_name("function", name)
+        names = [validate_name("function", name) for name, *_ in functions]
+        if len(set(names)) < len(names):
+            raise InvalidError(f"app {app!r} names a function twice")
+        # Version 0 for the check; the real one is set in the write.
+        valid = [checked(FunctionRecord(app, 0, name, options, code, env))
+                 for name, options, code, env in functions]
 
         def write() -> int:
             version = self._store.next_version(app)
-            records = [
-                FunctionRecord(app, version, name, options, code, env)
-                for name, options, code, env in functions
-            ]
+            records = [dataclasses.replace(r, version=version) for r in valid]
             return self._store.deploy(app, records, ephemeral=ephemeral, now=time.time())
 
         version = await self._commit.run(write)
@@ -189,6 +191,12 @@ class Registry:
         if version is None:
             await self.function_info(app, name)  # raises the precise NotFoundError
             raise NotFoundError(f"{app}.{name} is not deployed")
+        function = self._catalog.current(app, name)  # loaded once, then cached
+        if function is not None and function.options.web_endpoint is not None:
+            raise InvalidError(
+                f"{app}.{name} is a web endpoint (@rayfn.asgi_app()): it is served over "
+                "HTTP, not called"
+            )
         for call_id, args in calls:
             validate_call_id(call_id)
             if not isinstance(args, bytes):

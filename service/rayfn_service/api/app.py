@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from rayfn.schemas import Health
+from rayfn.schemas import ErrorResponse, Health
 from rayfn.settings import Settings
 from rayfn_service.api import errors, metrics
 from rayfn_service.api.backend import Registry
@@ -33,7 +33,8 @@ def create_app(settings: Settings) -> Guard:
         return Health(status="ok" if alive else "degraded", registry=alive)
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response,
-             responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+             responses={200: {"content": {CONTENT_TYPE_LATEST: {}}},
+                        **{code: {"model": ErrorResponse} for code in (401, 503)}})
     async def prometheus(request: Request) -> Response:
         data = await request.app.state.registry.call("metrics")
         return Response(metrics.render(data), media_type=CONTENT_TYPE_LATEST)

@@ -12,7 +12,12 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rayfn import exception
-from rayfn.schemas import ErrorDetail, ErrorResponse
+from rayfn.schemas import (
+    ErrorDetail,
+    ErrorResponse,
+    ValidationErrorResponse,
+    ValidationIssue,
+)
 
 # Status for each rayfn error; the most specific class wins (checked in MRO order).
 STATUS: dict[type[exception.Error], int] = {
@@ -55,13 +60,15 @@ async def _rayfn_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    body = ErrorResponse(error=ErrorDetail(type="InvalidError", message="invalid request"))
-    data = body.model_dump(mode="json", exclude_none=True)
-    data["detail"] = [
-        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-        for e in exc.errors()
-    ]
-    return JSONResponse(data, status_code=422)
+    body = ValidationErrorResponse(
+        error=ErrorDetail(type="InvalidError", message="invalid request"),
+        detail=[
+            ValidationIssue(loc=list(e.get("loc", ())), msg=str(e.get("msg", "")),
+                            type=str(e.get("type", "")))
+            for e in exc.errors()
+        ],
+    )
+    return JSONResponse(body.model_dump(mode="json", exclude_none=True), status_code=422)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

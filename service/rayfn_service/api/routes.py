@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
@@ -35,6 +36,7 @@ from rayfn.schemas import (
     SpawnRequest,
     SpawnResponse,
     StopResponse,
+    ValidationErrorResponse,
 )
 from rayfn.states import CallState
 from rayfn_service.api.backend import Registry
@@ -61,8 +63,18 @@ IdempotencyKey = Annotated[
 ]
 
 
+# A write the store refused (disk full, read-only): nothing was accepted (StoreError).
+STORE_REFUSED = 507
+RETRY_AFTER_HEADER = {"Retry-After": {"description": "Seconds to wait before asking again",
+                                      "schema": {"type": "integer"}}}
+
+
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorResponse} for code in (400, 401, 413, 422, 503, *codes)}
+    responses: dict[int | str, dict[str, Any]] = {
+        code: {"model": ErrorResponse} for code in (400, 401, 413, 503, *codes)
+    }
+    responses[422] = {"model": ValidationErrorResponse}
+    return responses
 
 
 def registry(request: Request) -> Registry:
@@ -101,7 +113,13 @@ async def _spawn(
     "/apps/{app}/functions/{function}/calls",
     status_code=202,
     response_model=SpawnResponse,
-    responses=_errors(404, 409),
+    responses={
+        202: {"description": "Accepted; poll the call at `Location`",
+              "headers": {"Location": {"description": "The call's status route",
+                                       "required": True, "schema": {"type": "string"}},
+                          **RETRY_AFTER_HEADER}},
+        **_errors(404, 409, STORE_REFUSED),
+    },
     summary="Spawn one call with JSON arguments",
 )
 async def spawn(
@@ -123,7 +141,7 @@ async def spawn(
     "/apps/{app}/functions/{function}/calls/batch",
     status_code=202,
     response_model=BatchSpawnResponse,
-    responses=_errors(404, 409),
+    responses=_errors(404, 409, STORE_REFUSED),
     summary="Spawn many calls in one request",
 )
 async def spawn_batch(
@@ -142,7 +160,7 @@ async def spawn_batch(
     "/apps/{app}/functions/{function}/calls/pickled",
     status_code=202,
     response_model=BatchSpawnResponse,
-    responses=_errors(404),
+    responses=_errors(404, STORE_REFUSED),
     summary="Spawn calls with pickled arguments and client-made IDs (the Python SDK)",
 )
 async def spawn_pickled(
@@ -187,7 +205,8 @@ async def list_apps(request: Request) -> AppList:
 
 
 @router.post("/apps/{app}", status_code=201, response_model=DeployResponse,
-             responses=_errors(), summary="Deploy an app (pickled functions; the SDK uses it)")
+             responses=_errors(STORE_REFUSED),
+             summary="Deploy an app (pickled functions; the SDK uses it)")
 async def deploy(request: Request, app: AppName, body: DeployRequest) -> DeployResponse:
     functions = [
         (f.name, json.dumps(f.options), f.code, json.dumps(f.runtime_env))
@@ -197,7 +216,8 @@ async def deploy(request: Request, app: AppName, body: DeployRequest) -> DeployR
     return DeployResponse(app=app, version=version)
 
 
-@router.delete("/apps/{app}", response_model=StopResponse, responses=_errors(404),
+@router.delete("/apps/{app}", response_model=StopResponse,
+               responses=_errors(404, STORE_REFUSED),
                summary="Stop an app; its unfinished calls are cancelled")
 async def stop_app(request: Request, app: AppName) -> StopResponse:
     cancelled: int = await registry(request).call("stop_app", app)
@@ -214,22 +234,36 @@ async def list_calls(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> CallList:
+    state_name = state.value if state else None
     calls: list[CallStatus] = await registry(request).call(
-        "list_calls", app, function, state.value if state else None, limit, cursor
+        "list_calls", app, function, state_name, limit, cursor
     )
-    next_cursor = calls[-1].call_id if len(calls) == limit else None
+    next_cursor = None
+    if len(calls) == limit:
+        # A full page is the last one when nothing older matches: no cursor to an empty page.
+        older: list[CallStatus] = await registry(request).call(
+            "list_calls", app, function, state_name, 1, calls[-1].call_id
+        )
+        next_cursor = calls[-1].call_id if older else None
     return CallList(calls=calls, next_cursor=next_cursor)
 
 
-@router.get("/calls/{call_id}", response_model=CallStatus, responses=_errors(404),
+@router.get("/calls/{call_id}", response_model=CallStatus,
+            responses={200: {"description": "The call's status; `Retry-After` while it has "
+                             "not ended", "headers": RETRY_AFTER_HEADER}, **_errors(404)},
             summary="A call's status; waits up to `wait` seconds for it to end")
 async def call_status(
     request: Request, response: Response, call_id: CallId, wait: Wait = 0.0
 ) -> CallStatus:
     validate_call_id(call_id)
-    if wait > 0:
-        await registry(request).call("wait", call_id, wait)
-    status: CallStatus = await registry(request).call("status", call_id)
+    deadline = time.monotonic() + wait
+    while True:
+        status: CallStatus = await registry(request).call("status", call_id)
+        remaining = deadline - time.monotonic()
+        if status.state.is_terminal() or remaining <= 0:
+            break
+        # The registry serves one wait chunk at a time; wait out the rest of `wait`.
+        await registry(request).call("wait", call_id, remaining)
     if not status.state.is_terminal():
         response.headers["Retry-After"] = RETRY_AFTER
     return status
@@ -255,15 +289,14 @@ def _ended_without_value(outcome: Outcome) -> JSONResponse:
               f"`Accept: {PICKLE_MEDIA_TYPE}`)", "content": {"application/json": {},
                                                              PICKLE_MEDIA_TYPE: {}}},
         202: {"description": "Not finished yet; try again after Retry-After",
-              "model": CallStatus},
+              "model": CallStatus, "headers": RETRY_AFTER_HEADER},
         404: {"description": "Unknown call, or its result expired (`error.expired`)",
               "model": ErrorResponse},
         406: {"description": "The value is not JSON; ask for it pickled",
               "model": ErrorResponse},
         ENDED_WITHOUT_VALUE: {"description": "The call failed, timed out or was cancelled; "
                               "`error` says how", "model": ErrorResponse},
-        **{k: v for k, v in _errors().items() if k != 422},
-        422: {"model": ErrorResponse},
+        **_errors(),
     },
 )
 async def call_result(
@@ -273,7 +306,10 @@ async def call_result(
     accept: Annotated[str | None, Header()] = None,
 ) -> Response:
     validate_call_id(call_id)
+    deadline = time.monotonic() + wait
     outcome: Outcome = await registry(request).call("get", call_id, wait)
+    while not outcome.state.is_terminal() and (remaining := deadline - time.monotonic()) > 0:
+        outcome = await registry(request).call("get", call_id, remaining)
     if not outcome.state.is_terminal():
         status: CallStatus = await registry(request).call("status", call_id)
         return JSONResponse(status.model_dump(mode="json"), status_code=202,
@@ -296,7 +332,8 @@ async def call_result(
     return Response(outcome.result_json, media_type="application/json")
 
 
-@router.post("/calls/{call_id}/cancel", response_model=CallStatus, responses=_errors(404),
+@router.post("/calls/{call_id}/cancel", response_model=CallStatus,
+             responses=_errors(404, STORE_REFUSED),
              summary="Cancel a call: queued ones never run, running ones are stopped")
 async def cancel(request: Request, call_id: CallId) -> CallStatus:
     validate_call_id(call_id)
@@ -309,9 +346,15 @@ async def cancel(request: Request, call_id: CallId) -> CallStatus:
 async def outcomes(request: Request, body: OutcomesRequest) -> OutcomesResponse:
     for call_id in body.call_ids:
         validate_call_id(call_id)
+    deadline = time.monotonic() + body.wait
     found: list[Outcome] = await registry(request).call(
         "get_many", body.call_ids, body.wait, body.include_pending
     )
+    while (not any(o.state.is_terminal() for o in found)
+           and (remaining := deadline - time.monotonic()) > 0):
+        found = await registry(request).call(
+            "get_many", body.call_ids, remaining, body.include_pending
+        )
     return OutcomesResponse(outcomes=[outcome_model(o) for o in found])
 
 
