@@ -9,6 +9,10 @@ def process_job(data): ...
 
 call = modal.Function.from_name("my-job-queue", "process_job").spawn("data")
 modal.FunctionCall.from_id(call.object_id).get(timeout=5)
+
+@app.function()
+@modal.asgi_app()   # a web endpoint: `rayfn serve FILE` here, `rayfn deploy FILE` on Ray Serve
+def web(): return fastapi_app
 """
 
 from rayfn import exception
@@ -19,6 +23,7 @@ from rayfn.function import Function
 from rayfn.options import Image, Retries
 from rayfn.schemas import CallStatus
 from rayfn.states import CallState
+from rayfn.web import asgi_app
 
 __all__ = [
     "App",
@@ -28,6 +33,7 @@ __all__ = [
     "FunctionCall",
     "Image",
     "Retries",
+    "asgi_app",
     "connect",
     "exception",
 ]

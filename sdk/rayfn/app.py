@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import sys
@@ -12,13 +13,16 @@ from typing import Any, ParamSpec, TypeVar, overload
 import cloudpickle
 
 from rayfn._client import get_client
+from rayfn._client.base import Client
 from rayfn._ids import new_call_id
 from rayfn._names import MAX_NAME_LENGTH, validate_name
-from rayfn.exception import InvalidError, SerializationError
+from rayfn.exception import InvalidError, NotFoundError, SerializationError
 from rayfn.function import Function
 from rayfn.options import FunctionOptions, Image, Retries
+from rayfn.settings import Settings
+from rayfn.web import web_endpoint_of
 
-__all__ = ["App", "LocalEntrypoint"]
+__all__ = ["App", "LocalEntrypoint", "stop_app"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -122,7 +126,13 @@ class App:
             if not callable(fn):
                 raise InvalidError(f"@app.function() decorates functions, not {fn!r}")
             fn_name = name or getattr(fn, "__name__", None) or ""
-            function: Function[P, R] = Function(fn_name, app=self, raw=fn, options=options)
+            web_endpoint = web_endpoint_of(fn)
+            fn_options = (
+                options
+                if web_endpoint is None
+                else dataclasses.replace(options, web_endpoint=web_endpoint)
+            )
+            function: Function[P, R] = Function(fn_name, app=self, raw=fn, options=fn_options)
             if fn_name in self.registered_functions:
                 raise InvalidError(f"app {self.name!r} already has a function {fn_name!r}")
             self.registered_functions[fn_name] = function
@@ -161,12 +171,44 @@ class App:
 
     def deploy(self, name: str | None = None) -> int:
         """Deploy (or redeploy) the app; returns the new version. New calls use it;
-        calls already accepted finish on the version they were spawned for."""
+        calls already accepted finish on the version they were spawned for.
+
+        Web endpoints (``@rayfn.asgi_app()``) also start serving on the cluster's Ray
+        Serve; ``function.get_web_url()`` then gives each one's URL.
+        """
         if name is not None:
             self.name = validate_name("app", name)
         if not self.registered_functions:
             raise InvalidError(f"app {self.name!r} has no functions to deploy")
-        return get_client().deploy(self.name, self._payload())
+        payload = self._payload()
+        client = get_client()
+        has_endpoints = any(f.options.web_endpoint for f in self.registered_functions.values())
+        ray_settings = _ray_settings(client)
+        if has_endpoints and ray_settings is None:
+            raise InvalidError(
+                f"app {self.name!r} has web endpoints, which are deployed on Ray Serve: "
+                "deploy it from a machine that can join the Ray cluster (unset "
+                "RAYFN_SERVER_URL)"
+            )
+        had_endpoints = (
+            ray_settings is not None
+            and not has_endpoints
+            and _deployed_with_endpoints(client, self.name)
+        )
+        version = client.deploy(self.name, payload)
+        if ray_settings is not None:
+            from rayfn_service.web import sync_endpoints
+
+            urls = sync_endpoints(
+                self.name,
+                list(self.registered_functions.values()),
+                self.image.runtime_env(),
+                ray_settings,
+                had_endpoints=had_endpoints,
+            )
+            for fn_name, function in self.registered_functions.items():
+                function._web_url = urls.get(fn_name)
+        return version
 
     @contextmanager
     def run(self) -> Iterator[App]:
@@ -188,8 +230,44 @@ class App:
                 client.stop_app(ephemeral)
 
     def stop(self) -> int:
-        """Stop the deployed app; its unfinished calls are cancelled."""
-        return get_client().stop_app(self.name)
+        """Stop the deployed app; its unfinished calls are cancelled and its web
+        endpoints stop serving."""
+        return stop_app(self.name)
+
+
+def stop_app(name: str) -> int:
+    """Stop the deployed app ``name`` (its web endpoints too); returns how many unfinished
+    calls were cancelled."""
+    client = get_client()
+    ray_settings = _ray_settings(client)
+    if ray_settings is not None and _deployed_with_endpoints(client, name):
+        from rayfn_service.web import remove_endpoints
+
+        remove_endpoints(name, ray_settings)
+    return client.stop_app(name)
+
+
+def _deployed_with_endpoints(client: Client, app: str) -> bool:
+    """Whether the deployed version of ``app`` has web endpoints (which Serve may run)."""
+    for info in client.list_apps():
+        if info.name == app:
+            try:
+                return any(
+                    client.function_info(app, fn).options.get("web_endpoint")
+                    for fn in info.functions
+                )
+            except NotFoundError:  # stopped meanwhile
+                return False
+    return False
+
+
+def _ray_settings(client: object) -> Settings | None:
+    """The settings of a client that is a Ray driver (None over HTTP: no Ray Serve then)."""
+    ray_client = sys.modules.get("rayfn._client.ray")  # not imported: not a Ray client
+    if ray_client is not None and isinstance(client, ray_client.RayClient):
+        settings: Settings = client.settings
+        return settings
+    return None
 
 
 def entrypoint_parameters(fn: Callable[..., Any]) -> list[inspect.Parameter]:

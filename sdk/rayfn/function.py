@@ -42,6 +42,7 @@ class Function(Generic[P, R]):
         self._app_name = app_name
         self._raw = raw
         self.options = options or FunctionOptions()
+        self._web_url: str | None = None
 
     # ---- identity ----------------------------------------------------------------
 
@@ -83,6 +84,17 @@ class Function(Generic[P, R]):
             raise InvalidError(f"{self!r} was looked up by name; its code is on the cluster")
         return self._raw
 
+    def get_web_url(self) -> str | None:
+        """The URL of this web endpoint once ``deploy`` has run it on Ray Serve (else None)."""
+        return self._web_url
+
+    def _check_callable(self) -> None:
+        if self.options.web_endpoint is not None:
+            raise InvalidError(
+                f"{self!r} is a web endpoint (@rayfn.asgi_app()): it is served over HTTP, "
+                "not called; serve it with `rayfn serve FILE` or `rayfn deploy FILE`"
+            )
+
     def hydrate(self) -> Function[P, R]:
         """Check now that the function is deployed (raises ``NotFoundError`` if not)."""
         get_client().function_info(self.app_name, self._name)
@@ -99,6 +111,7 @@ class Function(Generic[P, R]):
 
     def spawn(self, *args: P.args, **kwargs: P.kwargs) -> FunctionCall[R]:
         """Queue one call and return its handle at once; the call is durable on return."""
+        self._check_callable()
         payload = dumps_args(args, kwargs)
         (call_id,) = new_call_ids(1)
         get_client().spawn(self.app_name, self._name, [(call_id, payload)])
@@ -155,6 +168,7 @@ class Function(Generic[P, R]):
     def _spawn_inputs(
         self, input_iterators: tuple[Iterable[Any], ...], kwargs: dict[str, Any]
     ) -> list[str]:
+        self._check_callable()
         if not input_iterators:
             raise InvalidError("map needs at least one iterable of inputs")
         client = get_client()

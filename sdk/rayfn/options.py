@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rayfn.exception import InvalidError
 
-__all__ = ["Retries", "FunctionOptions", "Image"]
+__all__ = ["Retries", "FunctionOptions", "Image", "WebEndpoint"]
 
 MIN_TIMEOUT = 1.0
 MAX_TIMEOUT = 24 * 3600.0
 MAX_RETRIES = 100
+WEB_ENDPOINT_KINDS = ("asgi",)
+# A label is one URL path segment (Modal uses it as a DNS label: the same characters).
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 
 def _number(name: str, value: object) -> float:
@@ -115,6 +119,28 @@ class Image:
         return env
 
 
+@dataclasses.dataclass(frozen=True)
+class WebEndpoint:
+    """Marks a function as a web endpoint: it returns an app that is served over HTTP.
+
+    ``kind`` is what the function returns (``"asgi"``: an ASGI app such as FastAPI);
+    ``label`` names its URL path instead of the function's name.
+    """
+
+    kind: str = "asgi"
+    label: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in WEB_ENDPOINT_KINDS:
+            raise InvalidError(f"unknown web endpoint kind {self.kind!r}")
+        if self.label is not None and (
+            not isinstance(self.label, str) or not _LABEL.fullmatch(self.label)
+        ):
+            raise InvalidError(
+                f"label must be 1-63 lowercase letters, digits and dashes, not {self.label!r}"
+            )
+
+
 def _parse_gpu(gpu: object) -> float:
     """Modal spells GPUs as ``"T4"``, ``"A100:2"``, ``"any"`` or a count."""
     if gpu is None:
@@ -150,6 +176,7 @@ class FunctionOptions:
     cpu: float | None = None
     memory: int | None = None  # MiB, as in Modal
     gpu: float = 0.0
+    web_endpoint: WebEndpoint | None = None  # set by @rayfn.asgi_app()
 
     @classmethod
     def build(
@@ -162,6 +189,7 @@ class FunctionOptions:
         cpu: float | None = None,
         memory: int | None = None,
         gpu: object = None,
+        web_endpoint: WebEndpoint | None = None,
     ) -> FunctionOptions:
         if retries is not None and not isinstance(retries, Retries):
             if isinstance(retries, bool) or not isinstance(retries, int):
@@ -187,6 +215,8 @@ class FunctionOptions:
             isinstance(memory, bool) or not isinstance(memory, int) or memory <= 0
         ):
             raise InvalidError(f"memory must be a positive number of MiB, not {memory!r}")
+        if web_endpoint is not None and not isinstance(web_endpoint, WebEndpoint):
+            raise InvalidError(f"web_endpoint must be a WebEndpoint, not {web_endpoint!r}")
         return cls(
             retries=retries,
             timeout=timeout,
@@ -195,6 +225,7 @@ class FunctionOptions:
             cpu=None if cpu is None else float(cpu),
             memory=memory,
             gpu=_parse_gpu(gpu),
+            web_endpoint=web_endpoint,
         )
 
     def ray_options(self) -> dict[str, Any]:
@@ -213,4 +244,9 @@ class FunctionOptions:
     def from_dict(cls, data: Mapping[str, Any]) -> FunctionOptions:
         fields = dict(data)
         retries = fields.pop("retries", None)
-        return cls(retries=Retries(**retries) if retries else None, **fields)
+        web_endpoint = fields.pop("web_endpoint", None)
+        return cls(
+            retries=Retries(**retries) if retries else None,
+            web_endpoint=WebEndpoint(**web_endpoint) if web_endpoint else None,
+            **fields,
+        )

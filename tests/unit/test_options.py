@@ -9,7 +9,7 @@ import pytest
 
 from rayfn import App, Image, Retries
 from rayfn.exception import InvalidError
-from rayfn.options import FunctionOptions
+from rayfn.options import FunctionOptions, WebEndpoint
 
 
 def _invalid(option: str, **kwargs: Any) -> None:
@@ -213,6 +213,7 @@ def test_ray_options_map_cpu_memory_and_gpu() -> None:
             "memory": 2048,
             "gpu": "T4",
         },
+        {"timeout": 30, "web_endpoint": WebEndpoint(label="api")},
     ],
 )
 def test_to_dict_from_dict_round_trip_through_json(kwargs: dict[str, Any]) -> None:

@@ -131,6 +131,50 @@ def deploy(ref: str, name: str | None) -> None:
     version = app.deploy(name)
     functions = ", ".join(sorted(app.registered_functions))
     console.print(f"deployed app {app.name!r} version {version}: {functions}", highlight=False)
+    for fn_name, function in sorted(app.registered_functions.items()):
+        url = function.get_web_url()
+        if url:
+            console.print(f"web endpoint {fn_name}: {url}", highlight=False, soft_wrap=True)
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (loopback unless told otherwise).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Port to listen on (default: RAYFN_SERVE_PORT, 8100).")
+@click.option("--reload/--no-reload", default=True, show_default=True,
+              help="Restart the server when FILE changes.")
+@friendly_errors
+def serve(ref: str, host: str, port: int | None, reload: bool) -> None:
+    """Serve the web endpoints (@rayfn.asgi_app()) of the App in FILE[::APP] here.
+
+    One endpoint is served at /, several at /<label or function name>. Endpoint code
+    calls deployed functions as any rayfn client does.
+    """
+    from rayfn.cli import serve as serving
+    from rayfn.cli.loader import find_app, import_file, split_ref
+    from rayfn.web import endpoint_routes, web_endpoints
+
+    path, app_ref = split_ref(ref)
+    app = find_app(import_file(path), path, app_ref)
+    endpoints = web_endpoints(app)
+    if not endpoints:
+        raise InvalidError(
+            f"app {app.name!r} in {path} has no web endpoints "
+            "(functions decorated with @rayfn.asgi_app())"
+        )
+    routes = endpoint_routes({n: f.options.web_endpoint for n, f in endpoints.items()})
+    port = port or get_settings().serve_port
+    serving.check_port_free(host, port)
+    base = f"http://{serving.url_host(host)}:{port}"
+    for fn_name, route in sorted(routes.items()):
+        console.print(f"web endpoint {fn_name}: {base}{route or '/'}", highlight=False,
+                      soft_wrap=True)
+    if reload:
+        console.print(f"reloading when {path} changes; Ctrl-C stops", highlight=False)
+    sys.stdout.flush()
+    serving.run(path, app_ref, host, port, reload)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -202,10 +246,10 @@ def app_list(as_json: bool) -> None:
 @click.argument("name")
 @friendly_errors
 def app_stop(name: str) -> None:
-    """Stop app NAME; its unfinished calls are cancelled."""
-    from rayfn._client import get_client
+    """Stop app NAME; its unfinished calls are cancelled, its web endpoints removed."""
+    from rayfn.app import stop_app
 
-    cancelled = get_client().stop_app(name)
+    cancelled = stop_app(name)
     console.print(f"stopped app {name!r}; cancelled {cancelled} unfinished calls",
                   highlight=False)
 
