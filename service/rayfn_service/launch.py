@@ -263,15 +263,18 @@ def head_processes(temp_dir: str) -> list[int]:
     """PIDs of the Ray processes that belong to the head using ``temp_dir``."""
     import psutil
 
-    pids = []
+    pids: set[int] = set()
     for proc in psutil.process_iter(["pid", "cmdline"]):
         try:
             cmdline = " ".join(proc.info["cmdline"] or [])
+            if temp_dir in cmdline and proc.info["pid"] != os.getpid():
+                pids.add(int(proc.info["pid"]))
+                # Agents and workers renamed themselves (ray::...); they are children.
+                pids.update(child.pid for child in proc.children(recursive=True))
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-        if temp_dir in cmdline and proc.info["pid"] != os.getpid():
-            pids.append(int(proc.info["pid"]))
-    return pids
+    pids.discard(os.getpid())
+    return sorted(pids)
 
 
 def kill_head(temp_dir: str, grace_seconds: float = 5.0) -> None:
