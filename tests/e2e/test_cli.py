@@ -44,6 +44,7 @@ def test_call_commands(rayfn_cli: Cli, tmp_path: Path) -> None:
     assert any(a["name"] == "my-job-queue" and "process_job" in a["functions"] for a in apps)
     status_out = rayfn_cli("status").stdout
     assert "process_job" in status_out and "nodes" in status_out
+    assert "registry: running since" in status_out
 
 
 def test_user_mistakes_print_one_line_and_exit_nonzero(rayfn_cli: Cli, tmp_path: Path) -> None:

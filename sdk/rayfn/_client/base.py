@@ -7,11 +7,14 @@ from typing import Protocol
 
 from rayfn._payload import Outcome
 from rayfn.schemas import AppInfo, CallStatus, FunctionInfo, FunctionStats
+from rayfn.settings import Settings
 
 DeployedFunction = tuple[str, str, bytes, str]  # name, options JSON, code, runtime_env JSON
 
 
 class Client(Protocol):
+    settings: Settings
+
     def deploy(
         self, app: str, functions: Sequence[DeployedFunction], ephemeral: bool = False
     ) -> int: ...

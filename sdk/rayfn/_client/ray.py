@@ -103,6 +103,11 @@ class RayClient:
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
 
+    def ping(self) -> dict[str, Any]:
+        """The registry's own account: when it (re)started, its process, its store."""
+        info: dict[str, Any] = self._call("ping")
+        return info
+
     def deploy(
         self, app: str, functions: Sequence[DeployedFunction], ephemeral: bool = False
     ) -> int:

@@ -6,6 +6,7 @@ prints one line and exits 1, without a traceback.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import json
 import sys
@@ -91,6 +92,13 @@ def status() -> None:
     client = get_client()
     if isinstance(client, RayClient):
         _print_nodes()
+        registry = client.ping()
+        started = datetime.datetime.fromtimestamp(registry["started_at"]).isoformat(
+            timespec="seconds")
+        console.print(f"registry: running since {started} (pid {registry['pid']}), "
+                      f"store {registry['store']}", highlight=False)
+    else:
+        console.print(f"server: {client.settings.server_url}", highlight=False)
     table = Table(title="functions")
     for column in ("app", "function", "queued", "running", "retrying", "in Ray", "window"):
         table.add_column(column)
