@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -269,6 +268,3 @@ def _ray_settings(client: object) -> Settings | None:
         return settings
     return None
 
-
-def entrypoint_parameters(fn: Callable[..., Any]) -> list[inspect.Parameter]:
-    return list(inspect.signature(fn).parameters.values())

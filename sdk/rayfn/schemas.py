@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, WithJsonSchema
 
+from rayfn._payload import ErrorInfo, Outcome
 from rayfn.states import CallState
 
 __all__ = ["CallStatus", "AppInfo", "FunctionInfo", "FunctionStats"]
@@ -237,6 +238,31 @@ class OutcomeModel(BaseModel):
     result: Base64Bytes | None = None
     error: ErrorPayload | None = None
 
+
+    @classmethod
+    def of(cls, outcome: Outcome) -> OutcomeModel:
+        error = outcome.error
+        return cls(
+            call_id=outcome.call_id,
+            state=outcome.state,
+            expired=outcome.expired,
+            result=outcome.result,
+            error=ErrorPayload(type_name=error.type_name, message=error.message,
+                               traceback=error.traceback, exception=error.exception)
+            if error else None,
+        )
+
+    def to_outcome(self) -> Outcome:
+        error = self.error
+        return Outcome(
+            call_id=self.call_id,
+            state=self.state,
+            expired=self.expired,
+            result=self.result,
+            error=ErrorInfo(type_name=error.type_name, message=error.message,
+                            traceback=error.traceback, exception=error.exception)
+            if error else None,
+        )
 
 class OutcomesRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")

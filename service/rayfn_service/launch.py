@@ -58,7 +58,8 @@ def _head_file(settings: Settings) -> Path:
     return settings.state_dir / "head.json"
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -78,7 +79,7 @@ def _ray_executable() -> str:
 def start_local_head(settings: Settings, num_cpus: int | None = None) -> HeadInfo:
     """Start a Ray head on this machine, on free ports, and return where it is."""
     settings.apply_ray_environment()
-    port = _free_port()
+    port = free_port()
     temp_dir = _temp_dir_for(settings)
     command = [
         _ray_executable(),
@@ -89,13 +90,13 @@ def start_local_head(settings: Settings, num_cpus: int | None = None) -> HeadInf
         f"--temp-dir={temp_dir}",
         "--include-dashboard=false",
         "--disable-usage-stats",
-        f"--dashboard-agent-listen-port={_free_port()}",
-        f"--dashboard-agent-grpc-port={_free_port()}",
-        f"--runtime-env-agent-port={_free_port()}",
-        f"--metrics-export-port={_free_port()}",
-        f"--ray-client-server-port={_free_port()}",
-        f"--node-manager-port={_free_port()}",
-        f"--object-manager-port={_free_port()}",
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--dashboard-agent-grpc-port={free_port()}",
+        f"--runtime-env-agent-port={free_port()}",
+        f"--metrics-export-port={free_port()}",
+        f"--ray-client-server-port={free_port()}",
+        f"--node-manager-port={free_port()}",
+        f"--object-manager-port={free_port()}",
     ]
     cpus = num_cpus if num_cpus is not None else settings.num_cpus
     if cpus is not None:

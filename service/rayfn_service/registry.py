@@ -68,13 +68,21 @@ def _outcome(record: CallRecord, now: float) -> Outcome:
     )
 
 
+@dataclasses.dataclass
+class _Waiter:
+    """Requests waiting for one call to end; dropped when the last one leaves."""
+
+    event: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    users: int = 0
+
+
 class Registry:
     async def __init__(self, settings_json: str) -> None:  # type: ignore[misc]
         self._settings = Settings.model_validate_json(settings_json)
         self._store = SqliteStore(self._settings.store_path)
         self._commit = GroupCommit(self._store)
         self._catalog = Catalog(self._store, self._settings.system_retries)
-        self._waiters: dict[str, asyncio.Event] = {}
+        self._waiters: dict[str, _Waiter] = {}
         self._dispatcher = Dispatcher(
             self._store,
             self._commit,
@@ -337,18 +345,17 @@ class Registry:
     # ---- waiting -----------------------------------------------------------------
 
     def _waiter(self, call_id: str) -> asyncio.Event:
-        event = self._waiters.get(call_id)
-        if event is None:
-            event = self._waiters[call_id] = asyncio.Event()
-            event.users = 0  # type: ignore[attr-defined]
-        event.users += 1  # type: ignore[attr-defined]
-        return event
+        waiter = self._waiters.get(call_id)
+        if waiter is None:
+            waiter = self._waiters[call_id] = _Waiter()
+        waiter.users += 1
+        return waiter.event
 
     def _release(self, call_id: str) -> None:
-        event = self._waiters.get(call_id)
-        if event is not None:
-            event.users -= 1  # type: ignore[attr-defined]
-            if event.users <= 0:  # type: ignore[attr-defined]
+        waiter = self._waiters.get(call_id)
+        if waiter is not None:
+            waiter.users -= 1
+            if waiter.users <= 0:
                 del self._waiters[call_id]
 
     async def _wait(self, call_id: str, timeout: float) -> None:
@@ -364,9 +371,9 @@ class Registry:
             self._release(call_id)
 
     def _wake(self, call_id: str) -> None:
-        event = self._waiters.get(call_id)
-        if event is not None:
-            event.set()
+        waiter = self._waiters.get(call_id)
+        if waiter is not None:
+            waiter.event.set()
 
     # ---- upkeep ------------------------------------------------------------------
 

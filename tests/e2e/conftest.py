@@ -3,7 +3,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from rayfn_service.launch import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -101,12 +102,6 @@ class SecondServer:
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _healthy(url: str) -> bool:
     try:
         response = httpx.get(url + "/healthz", timeout=2.0)
@@ -143,7 +138,7 @@ def expiring_server(tmp_path: Path) -> Iterator[SecondServer]:
     try:
         ensure_registry(settings)
         ensure_token(settings)
-        port = _free_port()
+        port = free_port()
         env = {
             **os.environ,
             "RAYFN_ADDRESS": head.address,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from rayfn_service.launch import free_port
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,12 +46,6 @@ def ping():
 def health_endpoint():
     return health_app
 '''
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _request(method: str, url: str) -> tuple[int | None, Any]:
@@ -152,7 +147,7 @@ def test_rayfn_serve_runs_the_example_and_reloads_on_change(
     rayfn_cli("deploy", QUEUE_EXAMPLE)
     served = tmp_path / "served_endpoint.py"
     served.write_text(ENDPOINT_EXAMPLE.read_text())
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "serve.log"
     process = serve_process(str(served), "--port", str(port), log=log)
     url = f"http://127.0.0.1:{port}"
@@ -196,7 +191,7 @@ def test_deploy_runs_the_example_on_ray_serve_and_app_stop_removes_it(
     # Serve's proxy on a free port of the session's Ray (never a user's 8200). The pip
     # image would make Ray build a virtualenv from PyPI for the replica; the test uses the
     # cluster's own environment, which has FastAPI.
-    port = _free_port()
+    port = free_port()
     monkeypatch.setenv("RAYFN_RAY_SERVE_PORT", str(port))
     source = ENDPOINT_EXAMPLE.read_text()
     assert PIP_IMAGE in source

@@ -16,7 +16,7 @@ import httpx
 
 from rayfn import exception
 from rayfn._client.base import DeployedFunction
-from rayfn._payload import ErrorInfo, Outcome
+from rayfn._payload import Outcome
 from rayfn.schemas import (
     AppInfo,
     AppList,
@@ -27,7 +27,6 @@ from rayfn.schemas import (
     DeployResponse,
     FunctionInfo,
     FunctionStats,
-    OutcomeModel,
     OutcomesRequest,
     OutcomesResponse,
     PickledCall,
@@ -53,19 +52,6 @@ def _error_from(response: httpx.Response) -> exception.Error:
     if response.status_code == 401:
         return exception.AuthError(message)
     return exception.Error(f"HTTP {response.status_code} from the rayfn server: {message}")
-
-
-def _outcome(model: OutcomeModel) -> Outcome:
-    error = model.error
-    return Outcome(
-        call_id=model.call_id,
-        state=model.state,
-        expired=model.expired,
-        result=model.result,
-        error=ErrorInfo(type_name=error.type_name, message=error.message,
-                        traceback=error.traceback, exception=error.exception)
-        if error else None,
-    )
 
 
 class HttpClient:
@@ -164,7 +150,7 @@ class HttpClient:
                                include_pending=include_pending)
         response = self._request("POST", "/v1/calls/outcomes", content=body.model_dump_json(),
                                  headers={"Content-Type": "application/json"})
-        return [_outcome(o) for o in OutcomesResponse.model_validate_json(response.content)
+        return [o.to_outcome() for o in OutcomesResponse.model_validate_json(response.content)
                 .outcomes]
 
     def get(self, call_id: str, timeout: float | None) -> Outcome:

@@ -16,7 +16,7 @@ from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from rayfn._client.base import DeployedFunction
 from rayfn._payload import Outcome
-from rayfn.exception import ConnectionError, Error
+from rayfn.exception import ConnectionError
 from rayfn.schemas import AppInfo, CallStatus, FunctionInfo, FunctionStats
 from rayfn.settings import Settings
 from rayfn_service.names import REGISTRY_ACTOR
@@ -28,9 +28,18 @@ try:  # present in recent Ray; a transient "restarting" signal
 except ImportError:  # pragma: no cover
     ActorUnavailableError = RayActorError  # type: ignore[misc,assignment]
 
-_RETRYABLE = (RayActorError, ActorUnavailableError)
+# The registry is restarting (or just died and Ray restarts it): ask again.
+RETRYABLE = (RayActorError, ActorUnavailableError)
 # Slack on top of the registry's own wait before the client gives up on one request.
 _REQUEST_SLACK_SECONDS = 60.0
+
+
+def registry_error(exc: RayTaskError) -> BaseException | None:
+    """What a registry method raised, unwrapped from Ray's RayTaskError (None if Ray's own)."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException) and not isinstance(cause, RETRYABLE):
+        return cause
+    return None
 
 
 def ray_address(settings: Settings) -> str:
@@ -85,13 +94,11 @@ class RayClient:
                 ref = getattr(self._handle, method).remote(*args)
                 return ray.get(ref, timeout=wait + _REQUEST_SLACK_SECONDS)
             except RayTaskError as exc:
-                cause = getattr(exc, "cause", None)
-                if isinstance(cause, Error):
-                    raise cause from None
-                if isinstance(cause, BaseException) and not isinstance(cause, _RETRYABLE):
+                cause = registry_error(exc)
+                if cause is not None:
                     raise cause from None
                 error: BaseException = exc
-            except _RETRYABLE as exc:
+            except RETRYABLE as exc:
                 error = exc
             except GetTimeoutError as exc:
                 error = exc

@@ -9,7 +9,7 @@ from rayfn.schemas import ErrorResponse, Health
 from rayfn.settings import Settings
 from rayfn_service.api import errors, metrics
 from rayfn_service.api.backend import Registry
-from rayfn_service.api.guard import Guard
+from rayfn_service.api.guard import Guard, TokenSource
 from rayfn_service.api.routes import router
 
 DESCRIPTION = """Submit calls of deployed functions and poll for their results.
@@ -39,4 +39,4 @@ def create_app(settings: Settings) -> Guard:
         data = await request.app.state.registry.call("metrics")
         return Response(metrics.render(data), media_type=CONTENT_TYPE_LATEST)
 
-    return Guard(app, token=settings.read_token, max_body_bytes=settings.max_body_bytes)
+    return Guard(app, token=TokenSource(settings), max_body_bytes=settings.max_body_bytes)

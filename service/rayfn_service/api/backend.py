@@ -8,20 +8,15 @@ import time
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError, RayTaskError
+from ray.exceptions import RayTaskError
 
+from rayfn._client.ray import RETRYABLE, registry_error
 from rayfn.exception import ConnectionError, Error
 from rayfn.settings import Settings
 from rayfn_service.names import REGISTRY_ACTOR
 
 logger = logging.getLogger(__name__)
 
-try:
-    from ray.exceptions import ActorUnavailableError
-except ImportError:  # pragma: no cover
-    ActorUnavailableError = RayActorError  # type: ignore[misc,assignment]
-
-_RETRYABLE = (RayActorError, ActorUnavailableError)
 
 
 class Registry:
@@ -46,11 +41,11 @@ class Registry:
             try:
                 return await getattr(self._actor(), method).remote(*args)
             except RayTaskError as exc:
-                cause = getattr(exc, "cause", None)
+                cause = registry_error(exc)
                 if isinstance(cause, Error):
                     raise cause from None
                 raise
-            except _RETRYABLE as exc:
+            except RETRYABLE as exc:
                 if time.monotonic() + delay > deadline:
                     raise ConnectionError(f"the rayfn registry did not answer: {exc}") from exc
                 logger.info("registry unavailable; retrying in %.1f s", delay)

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import hmac
 import json
+import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from starlette.exceptions import HTTPException
+
+from rayfn.settings import Settings
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -33,6 +36,29 @@ async def _reject(send: Send, status: int, kind: str, message: str,
                     (b"content-length", str(len(body)).encode()), *(headers or [])],
     })
     await send({"type": "http.response.body", "body": body})
+
+
+class TokenSource:
+    """The token to expect: ``RAYFN_TOKEN``, else the state directory's token file, read
+    again only when the file changes (a rotation), not on every request."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._seen: tuple[int, int, int] | None = None
+        self._token = ""
+
+    def __call__(self) -> str:
+        if self._settings.token:
+            return self._settings.token
+        try:
+            info = os.stat(self._settings.token_file)
+        except FileNotFoundError:
+            return ""
+        seen = (info.st_ino, info.st_mtime_ns, info.st_size)
+        if seen != self._seen:
+            self._token = self._settings.read_token()
+            self._seen = seen
+        return self._token
 
 
 class Guard:

@@ -24,7 +24,6 @@ from rayfn.schemas import (
     DeployRequest,
     DeployResponse,
     ErrorDetail,
-    ErrorPayload,
     ErrorResponse,
     FunctionInfo,
     FunctionStats,
@@ -355,18 +354,4 @@ async def outcomes(request: Request, body: OutcomesRequest) -> OutcomesResponse:
         found = await registry(request).call(
             "get_many", body.call_ids, remaining, body.include_pending
         )
-    return OutcomesResponse(outcomes=[outcome_model(o) for o in found])
-
-
-def outcome_model(outcome: Outcome) -> OutcomeModel:
-    error = outcome.error
-    return OutcomeModel(
-        call_id=outcome.call_id,
-        state=outcome.state,
-        expired=outcome.expired,
-        result=outcome.result,
-        error=ErrorPayload(type_name=error.type_name, message=error.message,
-                           traceback=error.traceback, exception=error.exception)
-        if error else None,
-    )
-
+    return OutcomesResponse(outcomes=[OutcomeModel.of(o) for o in found])
