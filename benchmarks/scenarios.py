@@ -1,0 +1,220 @@
+"""The scenarios that compare rayfn with raw Ray on the same cluster (all but REST).
+
+Each deploys its own app, warms a worker for both sides, runs rayfn and raw Ray with the
+same function and returns rows of the table.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from common import Row, percentile, sample_ms, timed
+
+
+def trivial(n: int) -> list[Row]:
+    """1. Spawn N trivial calls one by one and get them all, vs f.remote + ray.get."""
+    import ray
+
+    import rayfn
+
+    app = rayfn.App("bench-trivial")
+
+    @app.function()
+    def echo(x: int) -> int:
+        return x
+
+    app.deploy()
+    echo.remote(0)  # warm a worker
+    raw = ray.remote(echo.get_raw_f())
+    ray.get(raw.remote(0))
+
+    def with_rayfn() -> None:
+        calls = [echo.spawn(i) for i in range(n)]
+        assert rayfn.FunctionCall.gather(*calls) == list(range(n))
+
+    def with_ray() -> None:
+        assert ray.get([raw.remote(i) for i in range(n)]) == list(range(n))
+
+    t_ray = timed(with_ray)
+    t_rayfn = timed(with_rayfn)
+    app.stop()
+    return [Row(f"1. {n:,} trivial calls: spawn each, get all", "throughput", n / t_rayfn,
+                n / t_ray, "calls/s")]
+
+
+def spawn_map(n: int) -> list[Row]:
+    """2. spawn_map of N inputs vs submitting N raw tasks: time to accept, to finish."""
+    import ray
+
+    import rayfn
+
+    app = rayfn.App("bench-map")
+
+    @app.function()
+    def inc(x: int) -> int:
+        return x + 1
+
+    app.deploy()
+    inc.remote(0)
+    raw = ray.remote(inc.get_raw_f())
+    ray.get(raw.remote(0))
+
+    start = time.perf_counter()
+    refs = [raw.remote(i) for i in range(n)]
+    submitted = time.perf_counter() - start
+    ray.get(refs)
+    raw_finished = time.perf_counter() - start
+    del refs
+
+    start = time.perf_counter()
+    calls = inc.spawn_map(range(n))
+    accepted = time.perf_counter() - start
+    rayfn.FunctionCall.gather(*calls)
+    finished = time.perf_counter() - start
+    app.stop()
+    label = f"2. spawn_map of {n:,} vs {n:,} raw tasks"
+    return [
+        Row(label, "time to accept (submit)", accepted, submitted, "s", False),
+        Row(label, "time to finish", finished, raw_finished, "s", False),
+    ]
+
+
+def latency(samples: int) -> list[Row]:
+    """3. p50/p99 of one spawn and of one get(timeout=0) on a finished call, vs one raw
+    actor round trip."""
+    import ray
+
+    import rayfn
+
+    app = rayfn.App("bench-latency")
+
+    @app.function()
+    def noop() -> None:
+        return None
+
+    app.deploy()
+    done = noop.spawn()
+    done.get(timeout=60)
+
+    @ray.remote(num_cpus=0)
+    class Echo:
+        def ping(self) -> None:
+            return None
+
+    echo = Echo.remote()  # type: ignore[attr-defined]
+    ray.get(echo.ping.remote())
+
+    actor = sample_ms(lambda: ray.get(echo.ping.remote()), samples)
+    spawn = sample_ms(noop.spawn, samples)
+    get = sample_ms(lambda: done.get(timeout=0), samples)
+    ray.kill(echo)
+    app.stop()
+    rows = []
+    for q, label in ((0.5, "p50"), (0.99, "p99")):
+        rows.append(Row("3. latency vs one actor round trip", f"spawn {label}",
+                        percentile(spawn, q), percentile(actor, q), "ms", False))
+        rows.append(Row("3. latency vs one actor round trip", f"get(timeout=0) {label}",
+                        percentile(get, q), percentile(actor, q), "ms", False))
+    return rows
+
+
+def _registry_pid() -> int:
+    import ray
+
+    from rayfn.settings import get_settings
+    from rayfn_service.names import REGISTRY_ACTOR
+
+    handle = ray.get_actor(REGISTRY_ACTOR, namespace=get_settings().namespace)
+    return int(ray.get(handle.ping.remote())["pid"])
+
+
+def _store_bytes() -> int:
+    from rayfn.settings import get_settings
+
+    path = get_settings().store_path
+    return sum(
+        p.stat().st_size
+        for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm"))
+        if p.exists()
+    )
+
+
+def million(n: int, samples: int) -> list[Row]:
+    """5. spawn_map of N (a million) into a max_containers=2 function: time to accept,
+    registry memory and store size, and spawn/get latency with none and with N queued."""
+    import psutil
+
+    import rayfn
+
+    app = rayfn.App("bench-million")
+
+    @app.function(max_containers=2)
+    def hold(x: int) -> int:
+        return x
+
+    app.deploy()
+    done = hold.spawn(0)
+    done.get(timeout=120)
+    registry = psutil.Process(_registry_pid())
+
+    def latencies() -> tuple[list[float], list[float]]:
+        return sample_ms(hold.spawn, samples), sample_ms(lambda: done.get(timeout=0), samples)
+
+    rss_before = registry.memory_info().rss
+    spawn_empty, get_empty = latencies()
+    label = f"5. {n:,} queued, max_containers=2"
+    rows: list[Row] = []
+    try:
+        start = time.perf_counter()
+        calls: list[Any] = hold.spawn_map(range(n))
+        accepted = time.perf_counter() - start
+        del calls
+        rss_full = registry.memory_info().rss
+        store = _store_bytes()
+        spawn_full, get_full = latencies()
+        rows += [
+            Row(label, "time to accept", accepted, None, "s", False),
+            Row(label, "accepted per second", n / accepted, None, "calls/s"),
+            Row(label, "registry RSS, empty", rss_before / 2**20, None, "MiB", False),
+            Row(label, f"registry RSS, {n:,} queued", rss_full / 2**20, None, "MiB", False),
+            Row(label, f"store size, {n:,} queued", store / 2**20, None, "MiB", False),
+        ]
+        # Baseline column: the same figure with an empty queue, so the ratio says whether
+        # any cost grows with the queue (1.00: none).
+        for q, name in ((0.5, "p50"), (0.99, "p99")):
+            rows.append(Row(label, f"spawn {name}, full (vs empty)", percentile(spawn_full, q),
+                            percentile(spawn_empty, q), "ms", False))
+            rows.append(Row(label, f"get(timeout=0) {name}, full (vs empty)",
+                            percentile(get_full, q), percentile(get_empty, q), "ms", False))
+    finally:
+        stop_start = time.perf_counter()
+        cancelled = app.stop()  # cancels the queue, so the run ends by itself
+        stopped = time.perf_counter() - stop_start
+    rows.append(Row(label, f"stop app ({cancelled:,} cancelled)", stopped, None, "s", False))
+    return rows
+
+
+def drain(n: int) -> list[Row]:
+    """6. N calls of a 10 ms function with max_containers=2 vs raw Ray with two CPUs."""
+    import ray
+
+    import rayfn
+
+    app = rayfn.App("bench-drain")
+
+    @app.function(max_containers=2)
+    def work(x: int) -> int:
+        time.sleep(0.01)
+        return x
+
+    app.deploy()
+    work.remote(0)
+    raw = ray.remote(work.get_raw_f())
+    ray.get(raw.remote(0))
+    t_ray = timed(lambda: ray.get([raw.remote(i) for i in range(n)]))
+    t_rayfn = timed(lambda: rayfn.FunctionCall.gather(*work.spawn_map(range(n))))
+    app.stop()
+    return [Row(f"6. drain {n:,} x 10 ms, max_containers=2 vs 2 CPUs", "time to finish",
+                t_rayfn, t_ray, "s", False)]
