@@ -16,6 +16,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import ray
+
 from rayfn._ids import validate_call_id
 from rayfn._names import validate_name
 from rayfn._payload import Outcome
@@ -30,42 +32,11 @@ from rayfn_service.names import REGISTRY_ACTOR
 from rayfn_service.store import CallRecord, FunctionRecord, SqliteStore
 from rayfn_service.store.base import NewCall
 from rayfn_service.store.group_commit import GroupCommit
+from rayfn_service.views import outcome_of, status_of
 
 logger = logging.getLogger(__name__)
 
 DeployedFunction = tuple[str, str, bytes, str]  # name, options JSON, code, runtime_env JSON
-
-
-def _status(record: CallRecord, now: float) -> CallStatus:
-    return CallStatus(
-        call_id=record.id,
-        app=record.app,
-        function=record.function,
-        version=record.version,
-        state=record.state,
-        attempts=record.attempts,
-        created_at=record.created_at,
-        started_at=record.started_at,
-        finished_at=record.finished_at,
-        expires_at=record.expires_at,
-        expired=record.expired or (record.expires_at is not None and record.expires_at <= now),
-        error_type=record.error.type_name if record.error else None,
-        error_message=record.error.message if record.error else None,
-        error_traceback=(record.error.traceback or None) if record.error else None,
-    )
-
-
-def _outcome(record: CallRecord, now: float) -> Outcome:
-    expired = record.expired or (record.expires_at is not None and record.expires_at <= now)
-    if expired:
-        return Outcome(call_id=record.id, state=record.state, expired=True)
-    return Outcome(
-        call_id=record.id,
-        state=record.state,
-        result=record.result,
-        error=record.error,
-        result_json=record.result_json,
-    )
 
 
 @dataclasses.dataclass
@@ -107,7 +78,8 @@ class Registry:
     # ---- health ------------------------------------------------------------------
 
     async def ping(self) -> dict[str, Any]:
-        return {"started_at": self._started_at, "store": str(self._store.path), "pid": os.getpid()}
+        return {"started_at": self._started_at, "store": str(self._store.path), "pid": os.getpid(),
+                "node_id": ray.get_runtime_context().get_node_id()}
 
     # ---- deployments -------------------------------------------------------------
 
@@ -244,7 +216,7 @@ class Registry:
             )
             await self._wait(call_id, wait)
             record = self._record(call_id)
-        return _outcome(record, time.time())
+        return outcome_of(record, time.time())
 
     async def wait(self, call_id: str, timeout: float) -> None:
         """Return when the call has ended, or after ``timeout`` (capped) seconds."""
@@ -284,17 +256,17 @@ class Registry:
             done = [r for r in records if r.state.is_terminal()]
         now = time.time()
         if include_pending:
-            return [_outcome(r, now) for r in records]
-        return [_outcome(r, now) for r in done]
+            return [outcome_of(r, now) for r in records]
+        return [outcome_of(r, now) for r in done]
 
     async def status(self, call_id: str) -> CallStatus:
-        return _status(self._record(call_id, with_payload=True), time.time())
+        return status_of(self._record(call_id, with_payload=True), time.time())
 
     async def cancel(self, call_id: str) -> CallStatus:
         record = self._record(call_id, with_payload=False)
         if not record.state.is_terminal():
             await self._dispatcher.cancel(call_id)
-        return _status(self._record(call_id), time.time())
+        return status_of(self._record(call_id), time.time())
 
     async def list_calls(
         self,
@@ -316,7 +288,7 @@ class Registry:
         records = self._store.list_calls(
             app=app, function=function, state=call_state, limit=limit, before=before
         )
-        return [_status(r, now) for r in records]
+        return [status_of(r, now) for r in records]
 
     async def stats(self) -> list[FunctionStats]:
         depths = self._store.queue_depths()

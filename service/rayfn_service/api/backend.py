@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -14,6 +16,8 @@ from rayfn._client.ray import RETRYABLE, registry_error
 from rayfn.exception import ConnectionError, Error
 from rayfn.settings import Settings
 from rayfn_service.names import REGISTRY_ACTOR
+from rayfn_service.store import CallRecord
+from rayfn_service.store.reader import StoreReader
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +29,8 @@ class Registry:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._handle: Any = None
+        self._reader: StoreReader | None = None
+        self._reader_checked = False
 
     def _actor(self) -> Any:
         if self._handle is None:
@@ -58,3 +64,25 @@ class Registry:
             return True
         except Exception:
             return False
+
+    async def finished(self, call_id: str) -> CallRecord | None:
+        """The call from the store when it has finished and the store is readable here
+        (this process runs on the registry's node); else None: ask the registry."""
+        if not self._reader_checked:
+            await self._open_reader()
+        if self._reader is None:
+            return None
+        try:
+            return self._reader.finished_call(call_id)
+        except sqlite3.Error:
+            return None
+
+    async def _open_reader(self) -> None:
+        info = await self.call("ping")
+        self._reader_checked = True
+        path = Path(info["store"])
+        if info.get("node_id") == ray.get_runtime_context().get_node_id() and path.exists():
+            try:
+                self._reader = StoreReader(path)
+            except sqlite3.Error:
+                logger.warning("cannot read the store at %s; asking the registry", path)

@@ -39,6 +39,7 @@ from rayfn.schemas import (
 )
 from rayfn.states import CallState
 from rayfn_service.api.backend import Registry
+from rayfn_service.views import outcome_of, status_of
 
 PICKLE_MEDIA_TYPE = "application/x-python-pickle"
 MAX_WAIT_SECONDS = 60.0
@@ -255,6 +256,9 @@ async def call_status(
     request: Request, response: Response, call_id: CallId, wait: Wait = 0.0
 ) -> CallStatus:
     validate_call_id(call_id)
+    finished = await registry(request).finished(call_id)
+    if finished is not None:
+        return status_of(finished, time.time())
     deadline = time.monotonic() + wait
     while True:
         status: CallStatus = await registry(request).call("status", call_id)
@@ -306,7 +310,12 @@ async def call_result(
 ) -> Response:
     validate_call_id(call_id)
     deadline = time.monotonic() + wait
-    outcome: Outcome = await registry(request).call("get", call_id, wait)
+    finished = await registry(request).finished(call_id)
+    outcome: Outcome = (
+        outcome_of(finished, time.time())
+        if finished is not None
+        else await registry(request).call("get", call_id, wait)
+    )
     while not outcome.state.is_terminal() and (remaining := deadline - time.monotonic()) > 0:
         outcome = await registry(request).call("get", call_id, remaining)
     if not outcome.state.is_terminal():
