@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Iterable
@@ -118,7 +119,7 @@ def collect(
     ready: dict[int, Any] = {}
     next_index = 0
     while pending:
-        outcomes = client.get_many(list(pending)[:5000], 10.0)
+        outcomes = client.get_many(list(itertools.islice(pending, 5000)), 10.0)
         for outcome in outcomes:
             if not outcome.state.is_terminal():
                 continue

@@ -229,35 +229,51 @@ class Registry:
     ) -> list[Outcome]:
         """The finished calls among ``call_ids``, waiting up to ``timeout`` for the first.
 
-        With ``include_pending``, unfinished calls are listed too (state only)."""
+        With ``include_pending``, unfinished calls are listed too (state only). Without
+        it, pending calls cost a lookup in the store each and build nothing, so clients
+        may poll thousands of them at a time."""
         for call_id in call_ids:
             validate_call_id(call_id)
-        records = self._store.get_calls(call_ids)
-        if len(records) < len(set(call_ids)):
-            known = {r.id for r in records}
-            missing = next(c for c in call_ids if c not in known)
-            raise NotFoundError(f"no call with ID {missing}")
-        done = [r for r in records if r.state.is_terminal()]
+        if include_pending:
+            records = self._store.get_calls(call_ids)
+            self._check_known(call_ids, len(records))
+            if not any(r.state.is_terminal() for r in records) and timeout > 0:
+                await self._wait_any(call_ids, timeout)
+                records = self._store.get_calls(call_ids)
+            now = time.time()
+            return [outcome_of(r, now) for r in records]
+        done = self._store.get_calls(call_ids, finished_only=True)
+        self._check_known(call_ids, self._store.count_calls(call_ids))
         if not done and timeout > 0:
-            events = [self._waiter(r.id) for r in records]
-            waits = [asyncio.ensure_future(e.wait()) for e in events]
-            try:
+            await self._wait_any(call_ids, timeout)
+            done = self._store.get_calls(call_ids, finished_only=True)
+        now = time.time()
+        return [outcome_of(r, now) for r in done]
+
+    def _check_known(self, call_ids: Sequence[str], known: int) -> None:
+        if known < len(set(call_ids)):
+            found = {r.id for r in self._store.get_calls(call_ids)}
+            missing = next(c for c in call_ids if c not in found)
+            raise NotFoundError(f"no call with ID {missing}")
+
+    async def _wait_any(self, call_ids: Sequence[str], timeout: float) -> None:
+        """Return when one of the calls ends, or after ``timeout`` (capped)."""
+        ids = list(dict.fromkeys(call_ids))
+        events = [self._waiter(call_id) for call_id in ids]
+        waits = [asyncio.ensure_future(e.wait()) for e in events]
+        try:
+            # Re-check after registering: one may have finished in between.
+            if not self._store.get_calls(ids, finished_only=True):
                 await asyncio.wait(
                     waits,
                     timeout=min(timeout, self._settings.wait_chunk_seconds),
                     return_when=asyncio.FIRST_COMPLETED,
                 )
-            finally:
-                for w in waits:
-                    w.cancel()
-                for r in records:
-                    self._release(r.id)
-            records = self._store.get_calls(call_ids)
-            done = [r for r in records if r.state.is_terminal()]
-        now = time.time()
-        if include_pending:
-            return [outcome_of(r, now) for r in records]
-        return [outcome_of(r, now) for r in done]
+        finally:
+            for w in waits:
+                w.cancel()
+            for call_id in ids:
+                self._release(call_id)
 
     async def status(self, call_id: str) -> CallStatus:
         return status_of(self._record(call_id, with_payload=True), time.time())

@@ -70,6 +70,8 @@ CREATE INDEX IF NOT EXISTS calls_expiry ON calls (expires_at) WHERE expired = 0;
 """
 
 _ACTIVE = (CallState.QUEUED.value, CallState.RUNNING.value, CallState.RETRYING.value)
+_FINISHED = tuple(s.value for s in CallState if s.is_terminal())
+_STATE_OF = {s.value: s for s in CallState}  # a dict lookup is cheaper than CallState(...)
 _CALL_COLUMNS = (
     "id, app, function, version, state, attempts, created_at, started_at, finished_at, "
     "expires_at, expired, error_type, error_message"
@@ -100,7 +102,7 @@ def _call_record(row: Sequence[Any], with_payload: bool) -> CallRecord:
         app=row[1],
         function=row[2],
         version=row[3],
-        state=CallState(row[4]),
+        state=_STATE_OF[row[4]],
         attempts=row[5],
         created_at=row[6],
         started_at=row[7],
@@ -376,16 +378,31 @@ class SqliteStore:
         row = self._read.execute(f"SELECT {columns} FROM calls WHERE id = ?", (call_id,)).fetchone()
         return _call_record(row, with_payload) if row else None
 
-    def get_calls(self, call_ids: Sequence[str]) -> list[CallRecord]:
+    def get_calls(self, call_ids: Sequence[str], finished_only: bool = False) -> list[CallRecord]:
+        """The known calls among ``call_ids``; with ``finished_only`` just those that have
+        ended, so polling many pending calls builds no records for them."""
         records: list[CallRecord] = []
+        finished = f" AND state IN ({','.join('?' * len(_FINISHED))})" if finished_only else ""
         for part in chunks(call_ids, 500):
             marks = ",".join("?" * len(part))
             rows = self._read.execute(
-                f"SELECT {_CALL_COLUMNS}{_PAYLOAD_COLUMNS} FROM calls WHERE id IN ({marks})",
-                tuple(part),
+                f"SELECT {_CALL_COLUMNS}{_PAYLOAD_COLUMNS} FROM calls WHERE id IN ({marks})"
+                + finished,
+                (*part, *(_FINISHED if finished_only else ())),
             ).fetchall()
             records.extend(_call_record(row, True) for row in rows)
         return records
+
+    def count_calls(self, call_ids: Sequence[str]) -> int:
+        """How many distinct calls among ``call_ids`` the store knows."""
+        known = 0
+        for part in chunks(list(dict.fromkeys(call_ids)), 500):
+            marks = ",".join("?" * len(part))
+            row = self._read.execute(
+                f"SELECT COUNT(*) FROM calls WHERE id IN ({marks})", tuple(part)
+            ).fetchone()
+            known += int(row[0])
+        return known
 
     def recover(self) -> int:
         """Put calls that were running or waiting to retry back in the queue."""
