@@ -10,8 +10,13 @@ import ray
 
 from rayfn.exception import InvalidError
 from rayfn.options import FunctionOptions
-from rayfn_service.executor import remote_execute
+from rayfn_service.executor import Code, remote_execute
 from rayfn_service.store import FunctionRecord, SqliteStore
+
+# Code this small travels inside each task (Ray inlines small arguments); that costs less
+# than pickling an ObjectRef into every task and fetching it in the worker. Larger code
+# goes to Ray's object store once and each worker fetches it once.
+INLINE_CODE_BYTES = 32 * 1024
 
 
 @dataclasses.dataclass
@@ -21,7 +26,7 @@ class RuntimeFunction:
     name: str
     options: FunctionOptions
     task: Any  # the executor with this function's Ray options
-    code_ref: ray.ObjectRef[Any]  # owned by the registry, fetched once per worker
+    code: Code  # the pickled function, or a ref to it in Ray's store when it is large
 
 
 class Catalog:
@@ -69,7 +74,7 @@ class Catalog:
             name=record.name,
             options=options,
             task=task,
-            code_ref=ray.put(record.code),
+            code=record.code if len(record.code) <= INLINE_CODE_BYTES else [ray.put(record.code)],
         )
 
 

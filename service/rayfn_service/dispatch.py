@@ -165,7 +165,7 @@ class Dispatcher:
             )
             return
         ref = fn.task.remote(
-            [fn.code_ref],
+            fn.code,
             (fn.app, fn.version, fn.name),
             claim.id,
             claim.attempts,

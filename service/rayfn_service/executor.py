@@ -29,6 +29,9 @@ from rayfn.exception import ExecutionError, FunctionTimeoutError
 
 FunctionKey = tuple[str, int, str]
 Outcome = tuple[str, Any]
+# The pickled function itself, or (when large) a one-element list holding its ObjectRef:
+# a list, so Ray passes the ref as a handle instead of resolving it for every task.
+Code = bytes | list[ray.ObjectRef[Any]]
 
 # A worker keeps the functions it ran, so a deployment's code is fetched once per worker.
 _CACHE_SIZE = 64
@@ -89,10 +92,10 @@ class _Watchdog:
 _watchdog = _Watchdog()
 
 
-def _load(key: FunctionKey, code_ref: list[ray.ObjectRef[Any]]) -> Callable[..., Any]:
+def _load(key: FunctionKey, code: Code) -> Callable[..., Any]:
     fn = _functions.get(key)
     if fn is None:
-        fn = cloudpickle.loads(ray.get(code_ref[0]))
+        fn = cloudpickle.loads(code if isinstance(code, bytes) else ray.get(code[0]))
         _functions[key] = fn
         if len(_functions) > _CACHE_SIZE:
             _functions.popitem(last=False)
@@ -116,7 +119,7 @@ def _run_with_deadline(fn: Callable[..., Any], args: bytes, timeout: float) -> O
 
 
 def execute(
-    code_ref: list[ray.ObjectRef[Any]],
+    code: Code,
     key: FunctionKey,
     call_id: str,
     attempt: int,
@@ -127,7 +130,7 @@ def execute(
     started = time.time()
     set_in_cluster_namespace(registry[0])  # spawns from inside go to the same registry
     try:
-        fn = _load(key, code_ref)
+        fn = _load(key, code)
     except Exception as exc:
         return ("error", error_of(ExecutionError, f"cannot load function {key[2]!r}: {exc!r}"))
     _watchdog.watch(registry, call_id, attempt, started + timeout)
