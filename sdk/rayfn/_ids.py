@@ -45,12 +45,13 @@ class _Monotonic:
 _generator = _Monotonic()
 
 
+# Two characters (10 bits) per lookup: 13 lookups make the 26 characters of a ULID.
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
+_SHIFTS = tuple(range(120, -10, -10))
+
+
 def _encode(value: int) -> str:
-    chars = []
-    for _ in range(26):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    return "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
 
 
 def new_call_ids(n: int) -> list[str]:

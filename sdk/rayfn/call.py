@@ -59,6 +59,13 @@ class FunctionCall(Generic[R]):
         return hash(self._object_id)
 
     @classmethod
+    def _of_new_id(cls, call_id: str) -> FunctionCall[Any]:
+        """A handle for an ID this process just made (no need to check its form)."""
+        call: FunctionCall[Any] = cls.__new__(cls)
+        call._object_id = call_id
+        return call
+
+    @classmethod
     def from_id(cls, function_call_id: str) -> FunctionCall[Any]:
         """A handle for an existing call. A malformed ID raises ``InvalidError`` here;
         an unknown one raises ``NotFoundError`` when first used."""

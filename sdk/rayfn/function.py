@@ -125,7 +125,10 @@ class Function(Generic[P, R]):
         self, *input_iterators: Iterable[Any], kwargs: dict[str, Any] | None = None
     ) -> list[FunctionCall[R]]:
         """Queue one call per input (zipped like ``map``); return the calls, in order."""
-        return [FunctionCall(cid) for cid in self._spawn_inputs(input_iterators, kwargs or {})]
+        return [
+            FunctionCall._of_new_id(cid)
+            for cid in self._spawn_inputs(input_iterators, kwargs or {})
+        ]
 
     def map(
         self,
