@@ -113,19 +113,23 @@ class Registry:
         now = time.time()
         expires = now + self._settings.retention_seconds
 
-        def write() -> list[str] | None:
+        def write() -> tuple[int, list[str]] | None:
             if not self._store.stop_app(app, now):
                 return None
             return self._store.cancel_app_calls(app, now, expires)
 
-        cancelled = await self._commit.run(write)
-        if cancelled is None:
+        result = await self._commit.run(write)
+        if result is None:
             raise NotFoundError(f"no deployed app named {app!r}")
-        self._dispatcher.cancel_all(cancelled)
+        cancelled, started = result
+        self._dispatcher.cancel_all(started)
+        # Wake whoever waits on a call that just ended (few waiters, however long the queue).
+        for record in self._store.get_calls(list(self._waiters), finished_only=True):
+            self._wake(record.id)
         self._catalog.refresh_current()
         self._catalog.forget_app(app)
         self._request_min_containers()
-        return len(cancelled)
+        return cancelled
 
     async def list_apps(self) -> list[AppInfo]:
         return [

@@ -365,13 +365,24 @@ class SqliteStore:
         self.finish(call_id, CallState.CANCELLED, now=now, expires_at=expires_at)
         return CallState(row[0])
 
-    def cancel_app_calls(self, app: str, now: float, expires_at: float) -> list[str]:
-        rows = self._write.execute(
+    def cancel_app_calls(
+        self, app: str, now: float, expires_at: float
+    ) -> tuple[int, list[str]]:
+        """Cancel the app's unfinished calls; return how many, and the IDs of those that
+        had started (the queue itself may hold a million: those IDs are not listed)."""
+        started = [
+            r[0]
+            for r in self._write.execute(
+                "SELECT id FROM calls WHERE app = ? AND state IN (?, ?)",
+                (app, CallState.RUNNING.value, CallState.RETRYING.value),
+            )
+        ]
+        cur = self._write.execute(
             "UPDATE calls SET state = 'cancelled', finished_at = ?, expires_at = ?, args = NULL "
-            "WHERE app = ? AND state IN (?, ?, ?) RETURNING id",
+            "WHERE app = ? AND state IN (?, ?, ?)",
             (now, expires_at, app, *_ACTIVE),
-        ).fetchall()
-        return [r[0] for r in rows]
+        )
+        return cur.rowcount, started
 
     def get_call(self, call_id: str, with_payload: bool = True) -> CallRecord | None:
         columns = _CALL_COLUMNS + (_PAYLOAD_COLUMNS if with_payload else "")
