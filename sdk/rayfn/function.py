@@ -176,14 +176,17 @@ class Function(Generic[P, R]):
             raise InvalidError("map needs at least one iterable of inputs")
         client = get_client()
         batch_size = get_settings().spawn_batch_size
-        app_name = self.app_name
         call_ids: list[str] = []
         inputs = zip(*input_iterators)  # noqa: B905 - map stops at the shortest, as in Modal
-        while batch := list(itertools.islice(inputs, batch_size)):
-            payloads = [dumps_args(tuple(args), kwargs) for args in batch]
-            ids = new_call_ids(len(payloads))
-            client.spawn(app_name, self._name, list(zip(ids, payloads, strict=True)))
-            call_ids.extend(ids)
+
+        def batches() -> Iterator[list[tuple[str, bytes]]]:
+            while batch := list(itertools.islice(inputs, batch_size)):
+                payloads = [dumps_args(tuple(args), kwargs) for args in batch]
+                ids = new_call_ids(len(payloads))
+                call_ids.extend(ids)
+                yield list(zip(ids, payloads, strict=True))
+
+        client.spawn_batches(self.app_name, self._name, batches())
         return call_ids
 
 

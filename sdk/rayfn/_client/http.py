@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import httpx
@@ -142,6 +142,12 @@ class HttpClient:
         self._request("POST", f"/v1/apps/{app}/functions/{name}/calls/pickled",
                       content=body.model_dump_json(),
                       headers={"Content-Type": "application/json"})
+
+    def spawn_batches(
+        self, app: str, name: str, batches: Iterable[Sequence[tuple[str, bytes]]]
+    ) -> None:
+        for calls in batches:
+            self.spawn(app, name, calls)
 
     def _outcomes(
         self, call_ids: Sequence[str], wait: float, include_pending: bool

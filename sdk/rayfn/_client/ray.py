@@ -6,9 +6,10 @@ client retries with backoff for up to ``client_retry_seconds``.
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import ray
@@ -32,6 +33,9 @@ except ImportError:  # pragma: no cover
 RETRYABLE = (RayActorError, ActorUnavailableError)
 # Slack on top of the registry's own wait before the client gives up on one request.
 _REQUEST_SLACK_SECONDS = 60.0
+# spawn_map batches sent before the first is answered: the client pickles the next
+# batch while the registry commits the last, and batches that meet share one commit.
+_SPAWNS_IN_FLIGHT = 4
 
 
 def registry_error(exc: RayTaskError) -> BaseException | None:
@@ -132,6 +136,37 @@ class RayClient:
 
     def spawn(self, app: str, name: str, calls: Sequence[tuple[str, bytes]]) -> None:
         self._call("spawn", app, name, list(calls))
+
+    def spawn_batches(
+        self, app: str, name: str, batches: Iterable[Sequence[tuple[str, bytes]]]
+    ) -> None:
+        """Spawn batch after batch, a few in flight; return when all are committed.
+
+        The registry runs one caller's requests in the order sent, so the batches are
+        queued in order. A batch whose request fails is sent again through ``spawn``,
+        which retries while the registry restarts (its IDs are accepted only once)."""
+        in_flight: collections.deque[tuple[Any, list[tuple[str, bytes]]]] = collections.deque()
+        for batch in batches:
+            calls = list(batch)
+            in_flight.append((self._handle.spawn.remote(app, name, calls), calls))
+            if len(in_flight) >= _SPAWNS_IN_FLIGHT:
+                self._settle_spawn(app, name, *in_flight.popleft())
+        while in_flight:
+            self._settle_spawn(app, name, *in_flight.popleft())
+
+    def _settle_spawn(
+        self, app: str, name: str, ref: Any, calls: list[tuple[str, bytes]]
+    ) -> None:
+        try:
+            ray.get(ref, timeout=_REQUEST_SLACK_SECONDS)
+            return
+        except RayTaskError as exc:
+            cause = registry_error(exc)
+            if cause is not None:
+                raise cause from None
+        except (*RETRYABLE, GetTimeoutError):
+            pass
+        self.spawn(app, name, calls)
 
     def get(self, call_id: str, timeout: float | None) -> Outcome:
         wait = self.settings.wait_chunk_seconds if timeout is None else timeout
