@@ -79,6 +79,8 @@ class Registry:
 
     async def _open_reader(self) -> None:
         info = await self.call("ping")
+        if info.get("store_problem"):
+            return  # the registry cannot open its store yet: look again next time
         self._reader_checked = True
         path = Path(info["store"])
         if info.get("node_id") == ray.get_runtime_context().get_node_id() and path.exists():
