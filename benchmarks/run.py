@@ -106,9 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     get_settings.cache_clear()
     settings = get_settings()
     load_before = _load_average()
-    launch.start(settings, num_cpus=args.num_cpus)
     rows: list[Row] = []
     try:
+        launch.start(settings, num_cpus=args.num_cpus)
         for name in args.only or list(SCENARIOS):
             print(f"running {name} ...", file=sys.stderr, flush=True)
             rows.extend(SCENARIOS[name](args.scale))
