@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["RAYFN_START_SERVER"] = "false"
     os.environ.pop("RAYFN_SERVER_URL", None)
     os.environ.setdefault("RAY_AUTH_MODE", "token")
+    from rayfn.exception import Error
     from rayfn.settings import get_settings
     from rayfn_service import launch
 
@@ -108,7 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     load_before = _load_average()
     rows: list[Row] = []
     try:
-        launch.start(settings, num_cpus=args.num_cpus)
+        try:
+            launch.start(settings, num_cpus=args.num_cpus)
+        except Error as exc:  # an overloaded machine can time Ray's start out: once more
+            print(f"starting Ray failed, trying again: {exc}", file=sys.stderr, flush=True)
+            launch.start(settings, num_cpus=args.num_cpus)
         for name in args.only or list(SCENARIOS):
             print(f"running {name} ...", file=sys.stderr, flush=True)
             rows.extend(SCENARIOS[name](args.scale))

@@ -103,6 +103,7 @@ def start_local_head(settings: Settings, num_cpus: int | None = None) -> HeadInf
         command.append(f"--num-cpus={cpus}")
     result = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
     if result.returncode != 0:
+        kill_head(temp_dir)  # what did start (the GCS, often) must not outlive the failure
         raise Error(f"`ray start` failed:\n{result.stderr.strip() or result.stdout.strip()}")
     info = HeadInfo(address=f"127.0.0.1:{port}", temp_dir=temp_dir, started_by_rayfn=True)
     info.save(settings)
