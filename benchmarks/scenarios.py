@@ -143,7 +143,10 @@ def _store_bytes() -> int:
 
 def million(n: int, samples: int) -> list[Row]:
     """5. spawn_map of N (a million) into a max_containers=2 function: time to accept,
-    registry memory and store size, and spawn/get latency with none and with N queued."""
+    registry memory and store size, and spawn/get latency with none and with N queued.
+
+    Stopping the app at the end cancels the queue and the two calls that hold the
+    window, so the scenario ends by itself."""
     import psutil
 
     import rayfn
@@ -152,15 +155,26 @@ def million(n: int, samples: int) -> list[Row]:
 
     @app.function(max_containers=2)
     def hold(x: int) -> int:
+        if x < 0:
+            time.sleep(3600)  # holds a slot until the app is stopped
         return x
 
     app.deploy()
     done = hold.spawn(0)
     done.get(timeout=120)
+    # Two calls that never end fill the window, so the dispatcher is idle in both
+    # measurements and only the queue's length differs between them.
+    blockers = [hold.spawn(-1) for _ in range(2)]
+    deadline = time.monotonic() + 120
+    while any(b.status().state.value != "running" for b in blockers):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the blocking calls did not start")
+        time.sleep(0.2)
     registry = psutil.Process(_registry_pid())
 
     def latencies() -> tuple[list[float], list[float]]:
-        return sample_ms(hold.spawn, samples), sample_ms(lambda: done.get(timeout=0), samples)
+        return (sample_ms(lambda: hold.spawn(1), samples),
+                sample_ms(lambda: done.get(timeout=0), samples))
 
     rss_before = registry.memory_info().rss
     spawn_empty, get_empty = latencies()
