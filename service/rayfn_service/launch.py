@@ -191,6 +191,28 @@ def ensure_token(settings: Settings) -> Path:
     return path
 
 
+def rotate_token(settings: Settings) -> Path:
+    """Replace the REST token file with a new token, atomically and with mode 0600.
+
+    A running server reads the file again when it changes: the new token works at once
+    and the old one is refused from then on.
+    """
+    path = settings.token_file
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path
+
+
 def server_alive(settings: Settings, timeout: float = 2.0) -> bool:
     try:
         with urllib.request.urlopen(server_url(settings) + "/healthz", timeout=timeout) as r:

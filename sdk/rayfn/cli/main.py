@@ -123,6 +123,26 @@ def _print_nodes() -> None:
     console.print(nodes)
 
 
+@cli.group(name="token")
+def token_group() -> None:
+    """The REST server's bearer token (it grants full control of the service)."""
+
+
+@token_group.command(name="rotate")
+@friendly_errors
+def token_rotate() -> None:
+    """Write a new token file (mode 0600); the running server refuses the old token."""
+    from rayfn_service import launch
+
+    settings = get_settings()
+    path = launch.rotate_token(settings)
+    console.print(f"wrote a new token to {path}; the old token no longer works",
+                  highlight=False)
+    if settings.token:
+        err_console.print("[bold yellow]Note:[/] RAYFN_TOKEN is set; a server started with "
+                          "it keeps using that value, not the file", highlight=False)
+
+
 # ---- apps ----------------------------------------------------------------------
 
 
