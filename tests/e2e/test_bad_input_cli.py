@@ -12,6 +12,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
+
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 
@@ -34,7 +36,9 @@ def test_files_that_fail_to_import_print_one_line(rayfn_cli: Cli, tmp_path: Path
         assert "Traceback" not in result.stdout + result.stderr
 
 
-def test_an_exception_defined_only_in_the_deployed_file(rayfn_cli: Cli, tmp_path: Path) -> None:
+def test_an_exception_defined_only_in_the_deployed_file(
+    rayfn_cli: Cli, rest: httpx.Client, tmp_path: Path
+) -> None:
     app_dir = tmp_path / "app"
     app_dir.mkdir()
     (app_dir / "custom_errors_app.py").write_text(
@@ -77,4 +81,7 @@ def test_an_exception_defined_only_in_the_deployed_file(rayfn_cli: Cli, tmp_path
     assert shown.returncode == 1
     assert "the call raised QuotaExceeded: quota exceeded by 7" in shown.stderr
     assert "Traceback" not in shown.stdout + shown.stderr
+    response = rest.get(f"/v1/calls/{lines[1]}/result")
+    assert response.status_code == 424, response.text
+    assert response.json()["error"]["type"] == "custom_errors_app.QuotaExceeded"
     rayfn_cli("app", "stop", "custom-errors-app")

@@ -62,6 +62,12 @@ def deploy_echo(app_name: str) -> None:
     def needs_gpu() -> str:
         return "never"
 
+    @app.function()
+    def returns_lock() -> object:
+        import threading
+
+        return threading.Lock()
+
     app.deploy()
 
 
@@ -134,6 +140,15 @@ def test_an_input_over_the_size_limit_is_400(rest: httpx.Client, unique_app: str
     assert "RAYFN_MAX_INPUT_BYTES" in response.json()["error"]["message"]
     assert rest.get("/v1/calls", params={"app": unique_app}).json()["calls"] == []
     assert result(rest, spawn(rest, unique_app, "echo", "small")).json() == "small"
+
+
+def test_an_unpicklable_result_answers_424(rest: httpx.Client, unique_app: str) -> None:
+    deploy_echo(unique_app)
+    response = result(rest, spawn(rest, unique_app, "returns_lock"))
+    assert response.status_code == 424, response.text
+    error = response.json()["error"]
+    assert error["type"] == "rayfn.exception.SerializationError"
+    assert "cannot serialize the result" in error["message"]
 
 
 def test_a_function_no_node_can_run_is_refused(rest: httpx.Client, unique_app: str) -> None:
