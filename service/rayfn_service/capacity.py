@@ -92,7 +92,9 @@ def _autoscaler_node_types() -> tuple[tuple[dict[str, float], ...], bool]:
     published = _published_node_types()
     if published is not None:
         return published
-    path = _monitor_config_path()
+    import ray
+
+    path = monitor_config_path(ray.get_runtime_context().gcs_address)
     if path is None:
         return (), False  # no autoscaler config: the nodes there are are all there will be
     return node_types_of_yaml(path)
@@ -119,16 +121,22 @@ def _published_node_types() -> tuple[tuple[dict[str, float], ...], bool] | None:
     return tuple(shapes), unknown
 
 
-def _monitor_config_path() -> str | None:
-    """The ``--autoscaling-config`` of the autoscaler monitor on this (the head) node."""
+def monitor_config_path(gcs_address: str) -> str | None:
+    """The ``--autoscaling-config`` of the autoscaler monitor of the cluster at
+    ``gcs_address``. It runs on the head node, as the registry does; other clusters on
+    the machine have monitors of their own."""
     import psutil
 
+    port = gcs_address.rpartition(":")[2]
     for proc in psutil.process_iter(["cmdline"]):
         try:
             cmdline = proc.info["cmdline"] or []
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
         if not any(script in part for part in cmdline for script in _MONITOR_SCRIPTS):
+            continue
+        if not any(part.startswith("--gcs-address") and part.endswith(f":{port}")
+                   for part in cmdline):
             continue
         for i, part in enumerate(cmdline):
             if part.startswith(_CONFIG_FLAG + "="):

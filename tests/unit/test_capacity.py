@@ -8,7 +8,7 @@ import textwrap
 from pathlib import Path
 
 from rayfn.options import FunctionOptions
-from rayfn_service.capacity import Capacity, node_types_of_yaml, shape_of
+from rayfn_service.capacity import Capacity, monitor_config_path, node_types_of_yaml, shape_of
 
 HEAD = {"CPU": 4.0, "memory": 8.0 * 2**30, "node:__internal_head__": 1.0}
 GPU_NODE = {"CPU": 8.0, "GPU": 2.0, "memory": 32.0 * 2**30}
@@ -73,6 +73,22 @@ def test_node_types_of_a_cluster_launcher_yaml(tmp_path: Path) -> None:
     path.write_text("available_node_types:\n  w:\n    max_workers: 3\n    node_config: {}\n")
     assert node_types_of_yaml(str(path)) == (({},), True)
     assert node_types_of_yaml(str(tmp_path / "missing.yaml")) == ((), True)
+
+
+def test_the_autoscaling_config_of_this_clusters_monitor(tmp_path: Path) -> None:
+    """Found by the monitor's command line, and only for the cluster's own GCS port."""
+    config = tmp_path / "autoscaling.yaml"
+    monitor = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)",
+         "ray/autoscaler/_private/monitor.py", "--gcs-address=127.0.0.1:59999",
+         f"--autoscaling-config={config}"],
+    )
+    try:
+        assert monitor_config_path("127.0.0.1:59999") == str(config)
+        assert monitor_config_path("127.0.0.1:59998") is None  # another cluster's monitor
+    finally:
+        monitor.kill()
+        monitor.wait()
 
 
 def test_children_left_by_an_attempt_are_ended(tmp_path: Path) -> None:
