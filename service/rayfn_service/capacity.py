@@ -25,6 +25,10 @@ logger = logging.getLogger(__name__)
 Shape = Mapping[str, float]
 _MONITOR_SCRIPTS = ("autoscaler/_private/monitor.py", "autoscaler/v2/monitor.py")
 _CONFIG_FLAG = "--autoscaling-config"
+# The monitor's command line does not change while the cluster runs: look it up (a scan of
+# every process on the head) at most this often.
+MONITOR_SCAN_SECONDS = 60.0
+_monitor_scan: dict[str, tuple[float, str | None]] = {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +98,11 @@ def _autoscaler_node_types() -> tuple[tuple[dict[str, float], ...], bool]:
         return published
     import ray
 
-    path = monitor_config_path(ray.get_runtime_context().gcs_address)
+    gcs_address = ray.get_runtime_context().gcs_address
+    scanned_at, path = _monitor_scan.get(gcs_address, (-MONITOR_SCAN_SECONDS, None))
+    if time.monotonic() - scanned_at >= MONITOR_SCAN_SECONDS:
+        path = monitor_config_path(gcs_address)
+        _monitor_scan[gcs_address] = (time.monotonic(), path)
     if path is None:
         return (), False  # no autoscaler config: the nodes there are are all there will be
     return node_types_of_yaml(path)

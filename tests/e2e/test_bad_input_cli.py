@@ -84,4 +84,7 @@ def test_an_exception_defined_only_in_the_deployed_file(
     response = rest.get(f"/v1/calls/{lines[1]}/result")
     assert response.status_code == 424, response.text
     assert response.json()["error"]["type"] == "custom_errors_app.QuotaExceeded"
+    cancelled = rayfn_cli("call", "cancel", lines[1])  # a finished call: a no-op that says so
+    assert '"state": "failed"' in cancelled.stdout
+    assert "had already finished (failed); nothing to cancel" in cancelled.stderr
     rayfn_cli("app", "stop", "custom-errors-app")

@@ -328,8 +328,13 @@ def call_get(call_id: str, timeout: float) -> None:
 def call_cancel(call_id: str) -> None:
     """Cancel a call: queued ones never run, running ones are stopped."""
     from rayfn.call import FunctionCall
+    from rayfn.states import CallState
 
-    _print_status(FunctionCall.from_id(call_id).cancel())
+    status = FunctionCall.from_id(call_id).cancel()
+    _print_status(status)
+    if status.state is not CallState.CANCELLED:  # it had ended before: nothing changed
+        err_console.print(f"{call_id} had already finished ({status.state.value}); "
+                          "nothing to cancel", highlight=False)
 
 
 @call_group.command(name="list")
