@@ -13,7 +13,8 @@ import pytest
 
 from .harness import Service, Tally, kill_tree, read_runs, wait_until
 
-pytestmark = pytest.mark.fault
+# Drills run minutes on a busy machine; the default per-test limit is for ordinary tests.
+pytestmark = [pytest.mark.fault, pytest.mark.timeout(900)]
 
 APP_FILE = Path(__file__).parent / "apps" / "fault_app.py"
 
