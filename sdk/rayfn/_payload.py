@@ -8,9 +8,13 @@ user's modules.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import json
+import math
 import pickle
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import cloudpickle
@@ -20,6 +24,7 @@ from rayfn.exception import (
     Error,
     ExecutionError,
     FunctionTimeoutError,
+    InvalidError,
     RemoteError,
     RemoteTraceback,
     SerializationError,
@@ -42,9 +47,70 @@ def dumps_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
         raise SerializationError(f"cannot serialize the arguments: {exc}") from exc
 
 
+def check_arguments(
+    fn: Callable[..., Any], name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """:class:`InvalidError` when ``fn``'s signature cannot take these arguments."""
+    shape = _shape(fn)
+    if shape is None:
+        return
+    signature, fewest, most = shape
+    if not kwargs and fewest <= len(args) <= most:
+        return  # what bind() would accept, without its cost per input
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        bare = signature.replace(
+            parameters=[p.replace(annotation=p.empty) for p in signature.parameters.values()],
+            return_annotation=signature.empty,
+        )
+        raise InvalidError(f"{name}{bare}: wrong arguments: {exc}") from None
+
+
+@functools.lru_cache(maxsize=256)
+def _shape(fn: Callable[..., Any]) -> tuple[inspect.Signature, float, float] | None:
+    """``fn``'s signature and how many positional arguments it takes, worked out once:
+    spawn_map checks every input. A required keyword-only parameter rules out the
+    shortcut (fewest > most)."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # no signature to check (some builtins)
+        return None
+    params = list(signature.parameters.values())
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    fewest: float = sum(1 for p in positional if p.default is p.empty)
+    most: float = (math.inf if any(p.kind is p.VAR_POSITIONAL for p in params)
+                   else len(positional))
+    if any(p.kind is p.KEYWORD_ONLY and p.default is p.empty for p in params):
+        fewest, most = math.inf, -1.0
+    return signature, fewest, most
+
+
+def check_input_size(payload: bytes, limit: int, where: str) -> bytes:
+    """``payload`` if it is at most ``limit`` bytes, else :class:`InvalidError`."""
+    if len(payload) > limit:
+        raise InvalidError(
+            f"the arguments of {where} are {_size(len(payload))} pickled; the limit is "
+            f"{_size(limit)} (RAYFN_MAX_INPUT_BYTES): pass large data by reference "
+            "(a path or URL) instead"
+        )
+    return payload
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n} bytes"
+
+
 def loads_args(data: bytes) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    args, kwargs = cloudpickle.loads(data)
-    return tuple(args), dict(kwargs)
+    """The call's arguments; :class:`SerializationError` when they cannot be rebuilt here
+    (garbage bytes, or a class from a module this worker cannot import)."""
+    try:
+        args, kwargs = cloudpickle.loads(data)
+        return tuple(args), dict(kwargs)
+    except Exception as exc:
+        raise SerializationError(
+            f"cannot deserialize the arguments: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 @dataclasses.dataclass(frozen=True)

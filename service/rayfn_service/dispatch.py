@@ -24,8 +24,14 @@ import ray
 from ray.exceptions import RayError, TaskCancelledError
 
 from rayfn._payload import ErrorInfo, error_of
-from rayfn.exception import ExecutionError, FunctionTimeoutError, StoreError
+from rayfn.exception import (
+    ExecutionError,
+    FunctionTimeoutError,
+    ResourcesUnavailableError,
+    StoreError,
+)
 from rayfn.states import CallState
+from rayfn_service.capacity import Capacity, shape_of
 from rayfn_service.catalog import Catalog, RuntimeFunction
 from rayfn_service.metrics import Metrics
 from rayfn_service.store import Claim, SqliteStore
@@ -42,6 +48,7 @@ class Attempt:
     submitted_at: float  # monotonic
     cancelled: bool = False
     timed_out: bool = False
+    unrunnable: str | None = None  # why no node can ever run it (the cluster shrank)
 
 
 @dataclasses.dataclass
@@ -66,6 +73,7 @@ class Dispatcher:
         retention_seconds: float,
         registry_address: tuple[str, str],
         on_finished: Callable[[str], None],
+        capacity: Callable[[], Capacity] = Capacity,
     ) -> None:
         self._store = store
         self._commit = commit
@@ -74,6 +82,7 @@ class Dispatcher:
         self._retention = retention_seconds
         self._registry_address = registry_address
         self._on_finished = on_finished
+        self._capacity = capacity
         self._queues: dict[tuple[str, str], FunctionQueue] = {}
         self.inflight: dict[str, Attempt] = {}
         # Calls cancelled while their claim was on its way from the store to Ray.
@@ -169,6 +178,10 @@ class Dispatcher:
                 )
             )
             return
+        reason = self._capacity().shortfall(shape_of(fn.options.ray_options()))
+        if reason is not None:
+            self._spawn_task(self._settle_error(claim, unrunnable(fn, reason)))
+            return
         ref = fn.task.remote(
             fn.code,
             (fn.app, fn.version, fn.name),
@@ -195,6 +208,16 @@ class Dispatcher:
             attempt.timed_out = True
             ray.cancel(attempt.ref, force=True)
 
+    def fail_unrunnable(self) -> None:
+        """Stop the attempts waiting in Ray for resources no node can ever offer now."""
+        capacity = self._capacity()
+        for attempt in list(self.inflight.values()):
+            fn = attempt.function
+            reason = capacity.shortfall(shape_of(fn.options.ray_options()))
+            if reason is not None and not (attempt.cancelled or attempt.timed_out):
+                attempt.unrunnable = reason
+                ray.cancel(attempt.ref, force=True)
+
     async def _watch(self, queue: FunctionQueue, attempt: Attempt) -> None:
         future = asyncio.wrap_future(attempt.ref.future())
         try:
@@ -208,6 +231,11 @@ class Dispatcher:
             queue.kick.set()
         if attempt.cancelled:
             future.exception()  # retrieved: the cancellation error is expected
+            return
+        if attempt.unrunnable is not None:
+            future.exception()
+            await self._settle_error(attempt.claim,
+                                     unrunnable(attempt.function, attempt.unrunnable))
             return
         if attempt.timed_out:
             future.exception()
@@ -245,6 +273,8 @@ class Dispatcher:
             )
         elif kind == "timeout":
             await self._settle_failure(queue, attempt, CallState.TIMED_OUT, payload)
+        elif kind == "invalid":  # arguments the function cannot take: a retry cannot help
+            await self._settle_error(attempt.claim, payload)
         else:
             await self._settle_failure(queue, attempt, CallState.FAILED, payload)
 
@@ -333,3 +363,8 @@ class Dispatcher:
                 attempt.cancelled = True
                 ray.cancel(attempt.ref, force=True)
             self._on_finished(call_id)
+
+
+def unrunnable(fn: RuntimeFunction, reason: str) -> ErrorInfo:
+    return error_of(ResourcesUnavailableError,
+                    f"{fn.app}.{fn.name} can never run on this cluster: {reason}")
