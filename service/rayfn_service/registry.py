@@ -16,6 +16,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import ray
+
 from rayfn._ids import validate_call_id
 from rayfn._names import validate_name
 from rayfn._payload import Outcome
@@ -107,7 +109,12 @@ class Registry:
     # ---- health ------------------------------------------------------------------
 
     async def ping(self) -> dict[str, Any]:
-        return {"started_at": self._started_at, "store": str(self._store.path), "pid": os.getpid()}
+        return {
+            "started_at": self._started_at,
+            "store": str(self._store.path),
+            "pid": os.getpid(),
+            "node_id": ray.get_runtime_context().get_node_id(),
+        }
 
     # ---- deployments -------------------------------------------------------------
 
@@ -321,6 +328,7 @@ class Registry:
     async def stats(self) -> list[FunctionStats]:
         depths = self._store.queue_depths()
         running = self._dispatcher.running_counts()
+        by_node = self._dispatcher.running_by_node()
         keys = set(depths) | set(self._catalog.live_keys())
         return [
             FunctionStats(
@@ -331,12 +339,17 @@ class Registry:
                 retrying=depths.get((app, name), {}).get("retrying", 0),
                 in_ray=running.get((app, name), 0),
                 window=self._dispatcher.window_of(app, name),
+                nodes=by_node.get((app, name), {}),
             )
             for app, name in sorted(keys)
         ]
 
     async def metrics(self) -> tuple[MetricsSnapshot, list[FunctionStats]]:
         return self._dispatcher.metrics.snapshot(), await self.stats()
+
+    def attempt_started(self, call_id: str, attempt: int, node_id: str) -> None:
+        """Called by a worker as an attempt starts: where it runs."""
+        self._dispatcher.attempt_started(call_id, attempt, node_id)
 
     def attempt_stuck(self, call_id: str, attempt: int) -> None:
         """Called by a worker whose attempt ignored its timeout (see executor)."""
@@ -393,9 +406,7 @@ class Registry:
         for app, name in self._catalog.live_keys():
             fn = self._catalog.current(app, name)
             if fn is not None and fn.options.min_containers:
-                shape = {"CPU": fn.options.ray_options()["num_cpus"]}
-                if fn.options.gpu:
-                    shape["GPU"] = fn.options.gpu
+                shape = fn.options.resource_shape()
                 bundles.extend([shape] * fn.options.min_containers)
         try:
             from ray.autoscaler.sdk import request_resources
