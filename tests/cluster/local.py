@@ -1,0 +1,125 @@
+"""Clusters of our own for the cluster tests: Ray heads and worker nodes started with
+``ray start`` on this machine, each cluster in its own temp dir and on free ports.
+
+Unlike the other tests, these never use the session's ``service``: the test process stays
+out of these clusters, and every rayfn command or driver runs as a subprocess pointed at
+one cluster with ``RAY_ADDRESS`` (what ``--address auto`` reads). Teardown ends every
+process whose command line names the cluster's temp dir (raylets, GCS, the autoscaler and
+the nodes it launched, workers) and the REST server, even when the test failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from rayfn_service.launch import free_port, kill_head
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+COMMAND_TIMEOUT = 180.0
+
+
+def _port_flags() -> list[str]:
+    return [
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--dashboard-agent-grpc-port={free_port()}",
+        f"--runtime-env-agent-port={free_port()}",
+        f"--metrics-export-port={free_port()}",
+        f"--node-manager-port={free_port()}",
+        f"--object-manager-port={free_port()}",
+    ]
+
+
+class LocalCluster:
+    """One Ray cluster on this machine, and rayfn attached to it from the outside."""
+
+    def __init__(self) -> None:
+        # Short and under the system temp dir: Ray's socket paths have a 107-byte limit.
+        self.root = Path(tempfile.mkdtemp(prefix="rfc-"))
+        self.temp_dir = str(self.root / "ray")
+        self.state_dir = self.root / "state"
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.server_port = free_port()
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("RAYFN_") and k != "RAY_ADDRESS"}
+        env.update({
+            "RAY_AUTH_MODE": "token",
+            "RAY_ADDRESS": self.address,
+            "RAYFN_STATE_DIR": str(self.state_dir),
+            "RAYFN_SERVER_HOST": "127.0.0.1",
+            "RAYFN_SERVER_PORT": str(self.server_port),
+            "RAYFN_CLIENT_RETRY_SECONDS": "60",
+            "COLUMNS": "250",
+            **extra,
+        })
+        return env
+
+    def _run(self, command: list[str], env: dict[str, str],
+             timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(command, capture_output=True, text=True, env=env,
+                                timeout=timeout, cwd=ROOT)
+        if result.returncode != 0:
+            raise AssertionError(f"{' '.join(command)} exited {result.returncode}\n"
+                                 f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+        return result
+
+    def start_head(self, num_cpus: int, autoscaling_config: Path | None = None) -> None:
+        command = [str(BIN / "ray"), "start", "--head", f"--port={self.port}",
+                   "--node-ip-address=127.0.0.1", f"--temp-dir={self.temp_dir}",
+                   "--include-dashboard=false", "--disable-usage-stats",
+                   f"--num-cpus={num_cpus}", f"--ray-client-server-port={free_port()}",
+                   *_port_flags()]
+        env = self.env()
+        if autoscaling_config is not None:
+            command.append(f"--autoscaling-config={autoscaling_config}")
+            # Ray's fake multi-node provider; the autoscaler looks every second.
+            env.update(RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1")
+        self._run(command, env)
+
+    def add_worker(self, num_cpus: int, resources: dict[str, float]) -> None:
+        self._run([str(BIN / "ray"), "start", f"--address={self.address}",
+                   "--node-ip-address=127.0.0.1", f"--temp-dir={self.temp_dir}",
+                   f"--num-cpus={num_cpus}", f"--resources={json.dumps(resources)}",
+                   "--disable-usage-stats", *_port_flags()], self.env())
+
+    def rayfn(self, *args: str, timeout: float = COMMAND_TIMEOUT
+              ) -> subprocess.CompletedProcess[str]:
+        return self._run([str(BIN / "rayfn"), *args], self.env(), timeout)
+
+    def status(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.rayfn("status", "--json").stdout)
+        return data
+
+    def python(self, *args: str, timeout: float = COMMAND_TIMEOUT
+               ) -> subprocess.CompletedProcess[str]:
+        return self._run([sys.executable, *args], self.env(), timeout)
+
+    def ray_processes_alive(self) -> bool:
+        from rayfn_service.launch import head_processes
+
+        return bool(head_processes(self.temp_dir))
+
+    def teardown(self) -> None:
+        try:
+            subprocess.run([str(BIN / "rayfn"), "stop"], env=self.env(), timeout=60,
+                           capture_output=True)
+        except subprocess.TimeoutExpired:
+            pass
+        finally:
+            server_pid = self.state_dir / "server.pid"
+            if server_pid.exists():  # `rayfn stop` failed before it ended the server
+                from rayfn_service.launch import _terminate
+
+                _terminate([int(server_pid.read_text())])
+            kill_head(self.temp_dir)
+            shutil.rmtree(self.root, ignore_errors=True)

@@ -1,0 +1,79 @@
+"""Autoscaling on Ray's fake multi-node provider, with the config shipped in cluster/.
+
+The head has no CPUs, so every call needs a worker node the autoscaler launches (1 CPU
+each, at most 3). The driver records the live worker nodes and where calls run every half
+second; the bounds are asserted on that record.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .local import ROOT, LocalCluster
+
+pytestmark = pytest.mark.cluster
+
+SHIPPED = ROOT / "cluster" / "fake-multinode.yaml"
+OBSERVE = Path(__file__).with_name("observe.py")
+APP = Path(__file__).with_name("cluster_app.py")
+CALLS = 12
+SECONDS = 3.0
+MAX_WORKERS = 3
+
+
+def fake_config(cluster: LocalCluster) -> Path:
+    """The shipped config, pointed at this test's head (which is not on port 6379)."""
+    config = yaml.safe_load(SHIPPED.read_text())
+    config["provider"]["gcs_address"] = cluster.address
+    path = cluster.root / "autoscaling.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def observe(cluster: LocalCluster, function: str, until_idle: float) -> dict[str, Any]:
+    out = cluster.root / f"{function}.json"
+    cluster.python(str(OBSERVE), function, str(CALLS), str(SECONDS), str(out),
+                   "--until-idle", str(until_idle), timeout=290)
+    data: dict[str, Any] = json.loads(out.read_text())
+    return data
+
+
+def busy_nodes(sample: dict[str, Any]) -> int:
+    return sum(1 for count in sample["nodes"].values() if count > 0)
+
+
+@pytest.mark.timeout(600)  # three node launches and an idle timeout, on a busy machine
+def test_queued_calls_drive_the_autoscaler_within_max_containers_and_max_workers(
+    local_cluster: LocalCluster,
+) -> None:
+    config = yaml.safe_load(SHIPPED.read_text())
+    assert config["available_node_types"]["ray.worker.cpu"]["max_workers"] == MAX_WORKERS
+    local_cluster.start_head(num_cpus=0, autoscaling_config=fake_config(local_cluster))
+    local_cluster.rayfn("start", "--address", "auto")
+    local_cluster.rayfn("deploy", str(APP))
+
+    # max_containers=2: never more than two calls in Ray, so never more than two workers.
+    bounded = observe(local_cluster, "bounded", until_idle=0)
+    assert len(bounded["results"]) == CALLS
+    samples = bounded["samples"]
+    assert max(s["in_ray"] for s in samples) == 2
+    assert max(busy_nodes(s) for s in samples) <= 2
+    assert max(len(s["workers"]) for s in samples) <= 2
+    assert len(set(bounded["results"])) == 2  # both of its workers were used
+
+    # No max_containers: the autoscaler grows to max_workers and no further, then the idle
+    # workers are removed after idle_timeout_minutes.
+    unbounded = observe(local_cluster, "unbounded", until_idle=120)
+    samples = unbounded["samples"]
+    assert len(unbounded["results"]) == CALLS
+    assert max(s["in_ray"] for s in samples) == CALLS  # all the demand reached Ray
+    assert max(len(s["workers"]) for s in samples) == MAX_WORKERS
+    assert max(busy_nodes(s) for s in samples) == MAX_WORKERS
+    assert len(set(unbounded["results"])) == MAX_WORKERS
+    after = [s for s in samples if s["t"] > unbounded["finished"]]
+    assert after and after[-1]["workers"] == [], "idle workers were not removed"
