@@ -175,6 +175,7 @@ class FunctionSummary(BaseModel):
     running: int
     retrying: int
     window: int
+    nodes: dict[str, int] = Field(default_factory=dict)  # running attempts per Ray node ID
 
 
 class AppSummary(BaseModel):

@@ -8,6 +8,7 @@ second; the bounds are asserted on that record.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.cluster
 SHIPPED = ROOT / "cluster" / "fake-multinode.yaml"
 OBSERVE = Path(__file__).with_name("observe.py")
 APP = Path(__file__).with_name("cluster_app.py")
+WARM_APP = Path(__file__).with_name("warm_app.py")
 CALLS = 12
 SECONDS = 3.0
 MAX_WORKERS = 3
@@ -41,6 +43,19 @@ def observe(cluster: LocalCluster, function: str, until_idle: float) -> dict[str
                    "--until-idle", str(until_idle), timeout=290)
     data: dict[str, Any] = json.loads(out.read_text())
     return data
+
+
+def wait_for_workers(cluster: LocalCluster, count: int, timeout: float = 120) -> list[int]:
+    """Live worker counts seen until there are ``count``; fails after ``timeout``."""
+    seen: list[int] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        nodes = cluster.status()["nodes"]
+        seen.append(sum(1 for n in nodes if n["alive"] and not n["head"]))
+        if seen[-1] == count:
+            return seen
+        time.sleep(1)
+    raise AssertionError(f"never {count} live workers; saw {seen}")
 
 
 def busy_nodes(sample: dict[str, Any]) -> int:
@@ -77,3 +92,12 @@ def test_queued_calls_drive_the_autoscaler_within_max_containers_and_max_workers
     assert len(set(unbounded["results"])) == MAX_WORKERS
     after = [s for s in samples if s["t"] > unbounded["finished"]]
     assert after and after[-1]["workers"] == [], "idle workers were not removed"
+
+    # min_containers=1: the registry asks the autoscaler for room for one call, so a worker
+    # comes up without any call, stays while the app is deployed and goes when it stops.
+    local_cluster.rayfn("deploy", str(WARM_APP))
+    wait_for_workers(local_cluster, 1)
+    time.sleep(15)  # more than the idle timeout: the request keeps the node
+    assert wait_for_workers(local_cluster, 1, timeout=5) == [1]
+    local_cluster.rayfn("app", "stop", "cluster-warm")
+    wait_for_workers(local_cluster, 0)

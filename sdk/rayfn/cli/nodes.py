@@ -57,6 +57,8 @@ def _plain(resources: dict[str, float]) -> dict[str, float]:
 
 def _used(view: NodeView, resource: str, scale: float = 1.0) -> str:
     total = view.total.get(resource, 0.0) / scale
+    if not total:
+        return "-"
     if not view.alive:
         return f"{total:g}"
     used = total - view.available.get(resource, 0.0) / scale
