@@ -1,10 +1,10 @@
 """Clusters of our own for the cluster tests: Ray heads and worker nodes started with
-``ray start`` on this machine, each cluster in its own temp dir and on free ports.
+``ray start`` on this machine, each cluster under its own temp dir and on free ports.
 
 Unlike the other tests, these never use the session's ``service``: the test process stays
 out of these clusters, and every rayfn command or driver runs as a subprocess pointed at
 one cluster with ``RAY_ADDRESS`` (what ``--address auto`` reads). Teardown ends every
-process whose command line names the cluster's temp dir (raylets, GCS, the autoscaler and
+process whose command line names the cluster's directory (GCS, raylets, the autoscaler and
 the nodes it launched, workers) and the REST server, even when the test failed.
 """
 
@@ -19,11 +19,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from rayfn_service.launch import free_port, kill_head
+import yaml
+
+from rayfn_service.launch import free_port, head_processes, kill_head
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 COMMAND_TIMEOUT = 180.0
+# `ray start` gives a raylet 30 s to register; on a loaded machine that can run out, so a
+# failed start is cleaned up and tried again.
+START_ATTEMPTS = 3
 
 
 def _port_flags() -> list[str]:
@@ -37,6 +42,11 @@ def _port_flags() -> list[str]:
     ]
 
 
+def _failure(command: list[str], result: subprocess.CompletedProcess[str]) -> str:
+    return (f"{' '.join(command)} exited {result.returncode}\n"
+            f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+
+
 class LocalCluster:
     """One Ray cluster on this machine, and rayfn attached to it from the outside."""
 
@@ -46,8 +56,12 @@ class LocalCluster:
         self.temp_dir = str(self.root / "ray")
         self.state_dir = self.root / "state"
         self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
         self.server_port = free_port()
+        self._workers = 0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()
@@ -69,11 +83,21 @@ class LocalCluster:
         result = subprocess.run(command, capture_output=True, text=True, env=env,
                                 timeout=timeout, cwd=ROOT)
         if result.returncode != 0:
-            raise AssertionError(f"{' '.join(command)} exited {result.returncode}\n"
-                                 f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+            raise AssertionError(_failure(command, result))
         return result
 
+    def _start_node(self, command: list[str], env: dict[str, str], temp_dir: str) -> None:
+        for _ in range(START_ATTEMPTS):
+            result = subprocess.run(command, capture_output=True, text=True, env=env,
+                                    timeout=COMMAND_TIMEOUT, cwd=ROOT)
+            if result.returncode == 0:
+                return
+            kill_head(temp_dir)  # whatever the failed start left running
+        raise AssertionError(_failure(command, result))
+
     def start_head(self, num_cpus: int, autoscaling_config: Path | None = None) -> None:
+        """Start the head; with ``autoscaling_config`` (a fake_multinode file), Ray's fake
+        autoscaler runs on it, launching worker nodes on this machine."""
         command = [str(BIN / "ray"), "start", "--head", f"--port={self.port}",
                    "--node-ip-address=127.0.0.1", f"--temp-dir={self.temp_dir}",
                    "--include-dashboard=false", "--disable-usage-stats",
@@ -81,16 +105,24 @@ class LocalCluster:
                    *_port_flags()]
         env = self.env()
         if autoscaling_config is not None:
-            command.append(f"--autoscaling-config={autoscaling_config}")
-            # Ray's fake multi-node provider; the autoscaler looks every second.
+            # The shipped file expects the head on port 6379; point it at this one.
+            config = yaml.safe_load(autoscaling_config.read_text())
+            config["provider"]["gcs_address"] = self.address
+            path = self.root / "autoscaling.yaml"
+            path.write_text(yaml.safe_dump(config))
+            command.append(f"--autoscaling-config={path}")
+            # The autoscaler looks every second instead of every five.
             env.update(RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1")
-        self._run(command, env)
+        self._start_node(command, env, self.temp_dir)
 
     def add_worker(self, num_cpus: int, resources: dict[str, float]) -> None:
-        self._run([str(BIN / "ray"), "start", f"--address={self.address}",
-                   "--node-ip-address=127.0.0.1", f"--temp-dir={self.temp_dir}",
-                   f"--num-cpus={num_cpus}", f"--resources={json.dumps(resources)}",
-                   "--disable-usage-stats", *_port_flags()], self.env())
+        # A temp dir of its own, so a failed start can be cleaned up without the head.
+        self._workers += 1
+        temp_dir = str(self.root / f"w{self._workers}")
+        self._start_node([str(BIN / "ray"), "start", f"--address={self.address}",
+                          "--node-ip-address=127.0.0.1", f"--temp-dir={temp_dir}",
+                          f"--num-cpus={num_cpus}", f"--resources={json.dumps(resources)}",
+                          "--disable-usage-stats", *_port_flags()], self.env(), temp_dir)
 
     def rayfn(self, *args: str, timeout: float = COMMAND_TIMEOUT
               ) -> subprocess.CompletedProcess[str]:
@@ -105,9 +137,7 @@ class LocalCluster:
         return self._run([sys.executable, *args], self.env(), timeout)
 
     def ray_processes_alive(self) -> bool:
-        from rayfn_service.launch import head_processes
-
-        return bool(head_processes(self.temp_dir))
+        return bool(head_processes(str(self.root)))
 
     def teardown(self) -> None:
         try:
@@ -121,5 +151,5 @@ class LocalCluster:
                 from rayfn_service.launch import _terminate
 
                 _terminate([int(server_pid.read_text())])
-            kill_head(self.temp_dir)
+            kill_head(str(self.root))  # every node's temp dir is under the root
             shutil.rmtree(self.root, ignore_errors=True)

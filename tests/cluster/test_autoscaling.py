@@ -28,15 +28,6 @@ SECONDS = 3.0
 MAX_WORKERS = 3
 
 
-def fake_config(cluster: LocalCluster) -> Path:
-    """The shipped config, pointed at this test's head (which is not on port 6379)."""
-    config = yaml.safe_load(SHIPPED.read_text())
-    config["provider"]["gcs_address"] = cluster.address
-    path = cluster.root / "autoscaling.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 def observe(cluster: LocalCluster, function: str, until_idle: float) -> dict[str, Any]:
     out = cluster.root / f"{function}.json"
     cluster.python(str(OBSERVE), function, str(CALLS), str(SECONDS), str(out),
@@ -68,7 +59,7 @@ def test_queued_calls_drive_the_autoscaler_within_max_containers_and_max_workers
 ) -> None:
     config = yaml.safe_load(SHIPPED.read_text())
     assert config["available_node_types"]["ray.worker.cpu"]["max_workers"] == MAX_WORKERS
-    local_cluster.start_head(num_cpus=0, autoscaling_config=fake_config(local_cluster))
+    local_cluster.start_head(num_cpus=0, autoscaling_config=SHIPPED)
     local_cluster.rayfn("start", "--address", "auto")
     local_cluster.rayfn("deploy", str(APP))
 
