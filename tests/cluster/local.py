@@ -13,15 +13,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from rayfn_service.launch import free_port, head_processes, kill_head
+from rayfn_service.launch import head_processes, kill_head
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -31,15 +33,29 @@ COMMAND_TIMEOUT = 180.0
 START_ATTEMPTS = 3
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports (held open together, so none repeats)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+PORT_FLAGS = ("--dashboard-agent-listen-port", "--dashboard-agent-grpc-port",
+              "--runtime-env-agent-port", "--metrics-export-port", "--node-manager-port",
+              "--object-manager-port")
+
+
 def _port_flags() -> list[str]:
-    return [
-        f"--dashboard-agent-listen-port={free_port()}",
-        f"--dashboard-agent-grpc-port={free_port()}",
-        f"--runtime-env-agent-port={free_port()}",
-        f"--metrics-export-port={free_port()}",
-        f"--node-manager-port={free_port()}",
-        f"--object-manager-port={free_port()}",
-    ]
+    """A node's ports, all distinct (Ray refuses a port named twice)."""
+    return [f"{flag}={port}"
+            for flag, port in zip(PORT_FLAGS, free_ports(len(PORT_FLAGS)), strict=True)]
 
 
 def _failure(command: list[str], result: subprocess.CompletedProcess[str]) -> str:
@@ -55,8 +71,7 @@ class LocalCluster:
         self.root = Path(tempfile.mkdtemp(prefix="rfc-"))
         self.temp_dir = str(self.root / "ray")
         self.state_dir = self.root / "state"
-        self.port = free_port()
-        self.server_port = free_port()
+        self.port, self.server_port = free_ports(2)
         self._workers = 0
 
     @property
@@ -86,43 +101,48 @@ class LocalCluster:
             raise AssertionError(_failure(command, result))
         return result
 
-    def _start_node(self, command: list[str], env: dict[str, str], temp_dir: str) -> None:
+    def _start_node(self, command: Callable[[], list[str]], env: dict[str, str],
+                    temp_dir: str) -> None:
+        """Run ``ray start`` with the arguments ``command()`` makes (fresh ports each try)."""
         for _ in range(START_ATTEMPTS):
-            result = subprocess.run(command, capture_output=True, text=True, env=env,
+            args = command()
+            result = subprocess.run(args, capture_output=True, text=True, env=env,
                                     timeout=COMMAND_TIMEOUT, cwd=ROOT)
             if result.returncode == 0:
                 return
             kill_head(temp_dir)  # whatever the failed start left running
-        raise AssertionError(_failure(command, result))
+        raise AssertionError(_failure(args, result))
 
     def start_head(self, num_cpus: int, autoscaling_config: Path | None = None) -> None:
         """Start the head; with ``autoscaling_config`` (a fake_multinode file), Ray's fake
         autoscaler runs on it, launching worker nodes on this machine."""
-        command = [str(BIN / "ray"), "start", "--head", f"--port={self.port}",
-                   "--node-ip-address=127.0.0.1", f"--temp-dir={self.temp_dir}",
-                   "--include-dashboard=false", "--disable-usage-stats",
-                   f"--num-cpus={num_cpus}", f"--ray-client-server-port={free_port()}",
-                   *_port_flags()]
         env = self.env()
+        flags = []
         if autoscaling_config is not None:
             # The shipped file expects the head on port 6379; point it at this one.
             config = yaml.safe_load(autoscaling_config.read_text())
             config["provider"]["gcs_address"] = self.address
             path = self.root / "autoscaling.yaml"
             path.write_text(yaml.safe_dump(config))
-            command.append(f"--autoscaling-config={path}")
+            flags.append(f"--autoscaling-config={path}")
             # The autoscaler looks every second instead of every five.
             env.update(RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1")
-        self._start_node(command, env, self.temp_dir)
+        self._start_node(lambda: [
+            str(BIN / "ray"), "start", "--head", f"--port={self.port}",
+            "--node-ip-address=127.0.0.1", f"--temp-dir={self.temp_dir}",
+            "--include-dashboard=false", "--disable-usage-stats", f"--num-cpus={num_cpus}",
+            f"--ray-client-server-port={free_ports(1)[0]}", *_port_flags(), *flags,
+        ], env, self.temp_dir)
 
     def add_worker(self, num_cpus: int, resources: dict[str, float]) -> None:
         # A temp dir of its own, so a failed start can be cleaned up without the head.
         self._workers += 1
         temp_dir = str(self.root / f"w{self._workers}")
-        self._start_node([str(BIN / "ray"), "start", f"--address={self.address}",
-                          "--node-ip-address=127.0.0.1", f"--temp-dir={temp_dir}",
-                          f"--num-cpus={num_cpus}", f"--resources={json.dumps(resources)}",
-                          "--disable-usage-stats", *_port_flags()], self.env(), temp_dir)
+        self._start_node(lambda: [
+            str(BIN / "ray"), "start", f"--address={self.address}",
+            "--node-ip-address=127.0.0.1", f"--temp-dir={temp_dir}", f"--num-cpus={num_cpus}",
+            f"--resources={json.dumps(resources)}", "--disable-usage-stats", *_port_flags(),
+        ], self.env(), temp_dir)
 
     def rayfn(self, *args: str, timeout: float = COMMAND_TIMEOUT
               ) -> subprocess.CompletedProcess[str]:

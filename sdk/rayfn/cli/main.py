@@ -90,9 +90,12 @@ def status(as_json: bool) -> None:
     """Show the cluster's nodes and what each function holds on them, the registry, and
     each function's queue."""
     from rayfn._client import get_client
-    from rayfn._client.ray import RayClient
+    from rayfn._client.ray import RayClient, ensure_ray
     from rayfn.cli import nodes as node_view
 
+    settings = get_settings()
+    if not settings.server_url:
+        ensure_ray(settings, log_to_driver=False)  # no autoscaler events in the output
     client = get_client()
     stats = client.stats()
     in_cluster = isinstance(client, RayClient)
