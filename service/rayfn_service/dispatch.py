@@ -24,7 +24,7 @@ import ray
 from ray.exceptions import RayError, TaskCancelledError
 
 from rayfn._payload import ErrorInfo, error_of
-from rayfn.exception import ExecutionError, FunctionTimeoutError
+from rayfn.exception import ExecutionError, FunctionTimeoutError, StoreError
 from rayfn.states import CallState
 from rayfn_service.catalog import Catalog, RuntimeFunction
 from rayfn_service.metrics import Metrics
@@ -126,6 +126,11 @@ class Dispatcher:
             queue.kick.clear()
             try:
                 await self._fill(queue)
+            except StoreError as exc:  # disk full or read-only: no traceback to add
+                logger.warning("dispatch of %s.%s waits for the store: %s",
+                               queue.app, queue.name, exc)
+                await asyncio.sleep(1.0)
+                queue.kick.set()
             except Exception:
                 logger.exception("dispatch of %s.%s failed; retrying", queue.app, queue.name)
                 await asyncio.sleep(1.0)
@@ -292,18 +297,29 @@ class Dispatcher:
         error: ErrorInfo | None = None,
     ) -> None:
         now = time.time()
-        await self._commit.run(
-            lambda: self._store.finish(
-                claim.id,
-                state,
-                now=now,
-                expires_at=now + self._retention,
-                result=result,
-                result_json=result_json,
-                error=error,
-            ),
-            durable=False,
+        write = functools.partial(
+            self._store.finish,
+            claim.id,
+            state,
+            now=now,
+            expires_at=now + self._retention,
+            result=result,
+            result_json=result_json,
+            error=error,
         )
+        delay = 0.5
+        while True:
+            try:
+                await self._commit.run(write, durable=False)
+                break
+            except StoreError as exc:
+                # Disk full or read-only: hold the outcome and write it once the disk takes
+                # writes again. The call stays running in the store meanwhile, so a registry
+                # restart in between runs it again rather than losing it.
+                logger.warning("cannot store the outcome of %s yet (%s); retrying in %.1f s",
+                               claim.id, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
         self.metrics.outcome(claim.app, claim.function, state.value)
         self._on_finished(claim.id)
 

@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import logging
 import os
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import ray
 
 from rayfn._ids import validate_call_id
 from rayfn._names import validate_name
 from rayfn._payload import Outcome
-from rayfn.exception import InvalidError, NotFoundError
+from rayfn.exception import InvalidError, NotFoundError, StoreError
 from rayfn.schemas import AppInfo, CallStatus, FunctionInfo, FunctionStats
 from rayfn.settings import Settings
 from rayfn.states import CallState
@@ -35,6 +36,9 @@ from rayfn_service.store.group_commit import GroupCommit
 
 logger = logging.getLogger(__name__)
 
+P = ParamSpec("P")
+R = TypeVar("R")
+STORE_RETRY_SECONDS = 2.0
 DeployedFunction = tuple[str, str, bytes, str]  # name, options JSON, code, runtime_env JSON
 
 
@@ -78,13 +82,46 @@ class _Waiter:
     users: int = 0
 
 
+def _needs_store(
+    method: Callable[Concatenate[Registry, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[Registry, P], Coroutine[Any, Any, R]]:
+    """Refuse at once, with StoreError, while the store cannot be opened."""
+
+    @functools.wraps(method)
+    async def guarded(registry: Registry, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        if registry._store_problem is not None:
+            raise StoreError(registry._store_problem)
+        return await method(registry, *args, **kwargs)
+
+    return guarded
+
+
 class Registry:
     async def __init__(self, settings_json: str) -> None:  # type: ignore[misc]
         self._settings = Settings.model_validate_json(settings_json)
-        self._store = SqliteStore(self._settings.store_path)
-        self._commit = GroupCommit(self._store)
-        self._catalog = Catalog(self._store, self._settings.system_retries)
         self._waiters: dict[str, _Waiter] = {}
+        self._started_at = time.time()
+        self._store_problem: str | None = None
+        try:
+            await self._open_store()
+        except StoreError as exc:
+            # A read-only or full state directory: stay up and say so to every request
+            # (rather than crash-loop), and open the store once the disk allows it.
+            self._store_problem = f"{exc} (the registry tries again every few seconds)"
+            logger.error("cannot open the store: %s", exc)
+            self._reopener = asyncio.get_running_loop().create_task(self._open_when_possible())
+
+    async def _open_store(self) -> None:
+        store = SqliteStore(self._settings.store_path)
+        commit = GroupCommit(store)
+        try:
+            requeued = await commit.run(store.recover)
+        except BaseException:
+            commit.close()
+            store.close()
+            raise
+        self._store, self._commit = store, commit
+        self._catalog = Catalog(self._store, self._settings.system_retries)
         self._dispatcher = Dispatcher(
             self._store,
             self._commit,
@@ -94,7 +131,6 @@ class Registry:
             registry_address=(self._settings.namespace, REGISTRY_ACTOR),
             on_finished=self._wake,
         )
-        requeued = await self._commit.run(self._store.recover)
         if requeued:
             logger.warning(
                 "re-queued %d calls that were running when the registry stopped", requeued
@@ -104,20 +140,32 @@ class Registry:
             self._dispatcher.kick(app, name)
         self._request_min_containers()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
-        self._started_at = time.time()
+
+    async def _open_when_possible(self) -> None:
+        while self._store_problem is not None:
+            await asyncio.sleep(STORE_RETRY_SECONDS)
+            try:
+                await self._open_store()
+            except StoreError as exc:
+                self._store_problem = f"{exc} (the registry tries again every few seconds)"
+                continue
+            self._store_problem = None
+            logger.warning("the store at %s is writable again", self._settings.store_path)
 
     # ---- health ------------------------------------------------------------------
 
     async def ping(self) -> dict[str, Any]:
         return {
             "started_at": self._started_at,
-            "store": str(self._store.path),
+            "store": str(self._settings.store_path),
             "pid": os.getpid(),
             "node_id": ray.get_runtime_context().get_node_id(),
+            "store_problem": self._store_problem,
         }
 
     # ---- deployments -------------------------------------------------------------
 
+    @_needs_store
     async def deploy(
         self, app: str, functions: Sequence[DeployedFunction], ephemeral: bool = False
     ) -> int:
@@ -143,6 +191,7 @@ class Registry:
         logger.info("deployed %s version %d (%d functions)", app, version, len(functions))
         return version
 
+    @_needs_store
     async def stop_app(self, app: str) -> int:
         """Stop an app: it takes no new calls and its unfinished calls are cancelled."""
         now = time.time()
@@ -162,6 +211,7 @@ class Registry:
         self._request_min_containers()
         return len(cancelled)
 
+    @_needs_store
     async def list_apps(self) -> list[AppInfo]:
         return [
             AppInfo(
@@ -175,6 +225,7 @@ class Registry:
             for a in self._store.list_apps()
         ]
 
+    @_needs_store
     async def function_info(self, app: str, name: str) -> FunctionInfo:
         fn = self._catalog.current(app, name)
         if fn is None:
@@ -189,6 +240,7 @@ class Registry:
 
     # ---- calls -------------------------------------------------------------------
 
+    @_needs_store
     async def spawn(
         self,
         app: str,
@@ -240,6 +292,7 @@ class Registry:
             raise NotFoundError(f"no call with ID {call_id}")
         return record
 
+    @_needs_store
     async def get(self, call_id: str, timeout: float | None) -> Outcome:
         """The call's outcome; waits up to ``timeout`` (capped) while it is unfinished."""
         record = self._record(call_id)
@@ -253,12 +306,14 @@ class Registry:
             record = self._record(call_id)
         return _outcome(record, time.time())
 
+    @_needs_store
     async def wait(self, call_id: str, timeout: float) -> None:
         """Return when the call has ended, or after ``timeout`` (capped) seconds."""
         record = self._record(call_id, with_payload=False)
         if not record.state.is_terminal() and timeout > 0:
             await self._wait(call_id, min(timeout, self._settings.wait_chunk_seconds))
 
+    @_needs_store
     async def get_many(
         self, call_ids: Sequence[str], timeout: float, include_pending: bool = False
     ) -> list[Outcome]:
@@ -294,15 +349,18 @@ class Registry:
             return [_outcome(r, now) for r in records]
         return [_outcome(r, now) for r in done]
 
+    @_needs_store
     async def status(self, call_id: str) -> CallStatus:
         return _status(self._record(call_id, with_payload=True), time.time())
 
+    @_needs_store
     async def cancel(self, call_id: str) -> CallStatus:
         record = self._record(call_id, with_payload=False)
         if not record.state.is_terminal():
             await self._dispatcher.cancel(call_id)
         return _status(self._record(call_id), time.time())
 
+    @_needs_store
     async def list_calls(
         self,
         app: str | None = None,
@@ -325,6 +383,7 @@ class Registry:
         )
         return [_status(r, now) for r in records]
 
+    @_needs_store
     async def stats(self) -> list[FunctionStats]:
         depths = self._store.queue_depths()
         running = self._dispatcher.running_counts()
@@ -344,6 +403,7 @@ class Registry:
             for app, name in sorted(keys)
         ]
 
+    @_needs_store
     async def metrics(self) -> tuple[MetricsSnapshot, list[FunctionStats]]:
         return self._dispatcher.metrics.snapshot(), await self.stats()
 
@@ -353,7 +413,8 @@ class Registry:
 
     def attempt_stuck(self, call_id: str, attempt: int) -> None:
         """Called by a worker whose attempt ignored its timeout (see executor)."""
-        self._dispatcher.attempt_stuck(call_id, attempt)
+        if self._store_problem is None:
+            self._dispatcher.attempt_stuck(call_id, attempt)
 
     # ---- waiting -----------------------------------------------------------------
 

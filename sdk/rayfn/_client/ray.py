@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError, RayTaskError
 
 from rayfn._client.base import DeployedFunction
 from rayfn._payload import Outcome
@@ -89,6 +89,12 @@ class RayClient:
                 "start it with `rayfn start`"
             ) from None
 
+    def _relookup(self) -> None:
+        try:
+            self._handle = ray.get_actor(REGISTRY_ACTOR, namespace=self.settings.namespace)
+        except ValueError:
+            pass
+
     def _call(self, method: str, *args: Any, wait: float = 0.0) -> Any:
         deadline = time.monotonic() + self.settings.client_retry_seconds
         delay = 0.1
@@ -103,6 +109,8 @@ class RayClient:
                 error: BaseException = exc
             except RETRYABLE as exc:
                 error = exc
+                if isinstance(exc, ActorDiedError):
+                    self._relookup()  # stopped for good; `rayfn start` may make a new one
             except GetTimeoutError as exc:
                 error = exc
             if time.monotonic() + delay > deadline:

@@ -7,6 +7,7 @@ one transaction so concurrent spawns share one fsync.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -124,8 +125,9 @@ class SqliteStore:
             self._write.executescript(SCHEMA)
             self._migrate()
             self._read = _connect(self.path)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
+        except (sqlite3.Error, OSError) as exc:
+            why = "" if os.access(self.path.parent, os.W_OK) else " (its directory is read-only)"
+            raise StoreError(f"cannot open the store at {self.path}{why}: {exc}") from exc
         self._lock = threading.RLock()
         self._durable = True  # the connection starts with synchronous=FULL
 
