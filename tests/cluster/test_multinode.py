@@ -11,7 +11,9 @@ import pytest
 
 from .local import LocalCluster
 
-pytestmark = pytest.mark.cluster
+# Starting three nodes counts against the first test's time; on a loaded machine a node
+# start can time out and be retried.
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
 
 APP = Path(__file__).with_name("cluster_app.py")
 
