@@ -8,8 +8,10 @@ user's modules.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import cloudpickle
@@ -19,6 +21,7 @@ from rayfn.exception import (
     Error,
     ExecutionError,
     FunctionTimeoutError,
+    InvalidError,
     RemoteError,
     RemoteTraceback,
     SerializationError,
@@ -33,9 +36,49 @@ def dumps_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
         raise SerializationError(f"cannot serialize the arguments: {exc}") from exc
 
 
+def check_arguments(
+    fn: Callable[..., Any], name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """:class:`InvalidError` when ``fn``'s signature cannot take these arguments."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # no signature to check (some builtins)
+        return
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        bare = signature.replace(
+            parameters=[p.replace(annotation=p.empty) for p in signature.parameters.values()],
+            return_annotation=signature.empty,
+        )
+        raise InvalidError(f"{name}{bare}: wrong arguments: {exc}") from None
+
+
+def check_input_size(payload: bytes, limit: int, where: str) -> bytes:
+    """``payload`` if it is at most ``limit`` bytes, else :class:`InvalidError`."""
+    if len(payload) > limit:
+        raise InvalidError(
+            f"the arguments of {where} are {_size(len(payload))} pickled; the limit is "
+            f"{_size(limit)} (RAYFN_MAX_INPUT_BYTES): pass large data by reference "
+            "(a path or URL) instead"
+        )
+    return payload
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n} bytes"
+
+
 def loads_args(data: bytes) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    args, kwargs = cloudpickle.loads(data)
-    return tuple(args), dict(kwargs)
+    """The call's arguments; :class:`SerializationError` when they cannot be rebuilt here
+    (garbage bytes, or a class from a module this worker cannot import)."""
+    try:
+        args, kwargs = cloudpickle.loads(data)
+        return tuple(args), dict(kwargs)
+    except Exception as exc:
+        raise SerializationError(
+            f"cannot deserialize the arguments: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,6 +11,7 @@ import builtins
 __all__ = [
     "Error",
     "InvalidError",
+    "ResourcesUnavailableError",
     "NotFoundError",
     "TimeoutError",
     "FunctionTimeoutError",
@@ -32,6 +33,11 @@ class Error(Exception):
 
 class InvalidError(Error):
     """A value given to rayfn is not valid (an option, an ID, a name)."""
+
+
+class ResourcesUnavailableError(InvalidError):
+    """No node of the cluster can ever run the function (its cpu, memory or gpu), and no
+    autoscaler could add one: its calls fail instead of waiting forever."""
 
 
 class NotFoundError(Error):

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from rayfn._client import get_client
 from rayfn._ids import new_call_ids
 from rayfn._names import validate_name
-from rayfn._payload import dumps_args
+from rayfn._payload import check_arguments, check_input_size, dumps_args
 from rayfn._progress import progress_bar
 from rayfn.call import FunctionCall, collect
 from rayfn.exception import InvalidError
@@ -109,10 +108,16 @@ class Function(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.local(*args, **kwargs)
 
+    def _encode(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+        if self._raw is not None:  # a function looked up by name is checked on the worker
+            check_arguments(self._raw, self._name, args, kwargs)
+        payload = dumps_args(args, kwargs)
+        return check_input_size(payload, get_settings().max_input_bytes, self._name)
+
     def spawn(self, *args: P.args, **kwargs: P.kwargs) -> FunctionCall[R]:
         """Queue one call and return its handle at once; the call is durable on return."""
         self._check_callable()
-        payload = dumps_args(args, kwargs)
+        payload = self._encode(args, kwargs)
         (call_id,) = new_call_ids(1)
         get_client().spawn(self.app_name, self._name, [(call_id, payload)])
         return FunctionCall(call_id)
@@ -172,16 +177,31 @@ class Function(Generic[P, R]):
         if not input_iterators:
             raise InvalidError("map needs at least one iterable of inputs")
         client = get_client()
-        batch_size = get_settings().spawn_batch_size
         app_name = self.app_name
         call_ids: list[str] = []
         inputs = zip(*input_iterators)  # noqa: B905 - map stops at the shortest, as in Modal
-        while batch := list(itertools.islice(inputs, batch_size)):
-            payloads = [dumps_args(tuple(args), kwargs) for args in batch]
+        for payloads in _batches(self._encode(tuple(args), kwargs) for args in inputs):
             ids = new_call_ids(len(payloads))
             client.spawn(app_name, self._name, list(zip(ids, payloads, strict=True)))
             call_ids.extend(ids)
         return call_ids
+
+
+def _batches(payloads: Iterator[bytes]) -> Iterator[list[bytes]]:
+    """Payloads in requests of at most ``spawn_batch_size`` inputs and, past the first
+    input, ``max_input_bytes`` bytes: a batch of large inputs still fits one request."""
+    settings = get_settings()
+    batch: list[bytes] = []
+    size = 0
+    for payload in payloads:
+        if batch and (len(batch) >= settings.spawn_batch_size
+                      or size + len(payload) > settings.max_input_bytes):
+            yield batch
+            batch, size = [], 0
+        batch.append(payload)
+        size += len(payload)
+    if batch:
+        yield batch
 
 
 def _function_from_name(app_name: str, name: str) -> Function[..., Any]:

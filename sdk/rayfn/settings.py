@@ -19,6 +19,11 @@ client_retry_seconds  how long a client keeps retrying while the registry restar
 wait_chunk_seconds  longest single wait the registry serves; longer ``get`` timeouts
                     are made of several such waits.
 spawn_batch_size    inputs per request in ``spawn_map``/``map``.
+max_input_bytes     largest pickled arguments of one call (8 MiB); a larger input is
+                    refused at spawn with ``InvalidError``. Kept below ``max_body_bytes``
+                    so one input always fits in a REST request (base64 adds a third).
+capacity_refresh_seconds  how often the registry reads the cluster's nodes (and the
+                    autoscaler's node types) to fail calls no node can ever run.
 ray_auth_mode       value of Ray's ``RAY_AUTH_MODE`` used by every rayfn process, so
                     drivers and cluster agree.
 num_cpus            CPUs of the local Ray head that ``rayfn start`` launches
@@ -62,6 +67,8 @@ class Settings(BaseSettings):
     client_retry_seconds: float = Field(default=120.0, ge=0)
     wait_chunk_seconds: float = Field(default=20.0, gt=0)
     spawn_batch_size: int = Field(default=1000, ge=1)
+    max_input_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    capacity_refresh_seconds: float = Field(default=5.0, gt=0)
     ray_auth_mode: str = Field(default_factory=lambda: os.environ.get("RAY_AUTH_MODE", "token"))
     num_cpus: int | None = Field(default=None, ge=0)
     server_host: str = "127.0.0.1"

@@ -24,8 +24,14 @@ import ray
 from ray.exceptions import RayError, TaskCancelledError
 
 from rayfn._payload import ErrorInfo, error_of
-from rayfn.exception import ExecutionError, FunctionTimeoutError, StoreError
+from rayfn.exception import (
+    ExecutionError,
+    FunctionTimeoutError,
+    ResourcesUnavailableError,
+    StoreError,
+)
 from rayfn.states import CallState
+from rayfn_service.capacity import Capacity, shape_of
 from rayfn_service.catalog import Catalog, RuntimeFunction
 from rayfn_service.metrics import Metrics
 from rayfn_service.store import Claim, SqliteStore
@@ -43,6 +49,7 @@ class Attempt:
     cancelled: bool = False
     timed_out: bool = False
     node_id: str | None = None  # reported by the executor once the attempt starts
+    unrunnable: str | None = None  # why no node can ever run it (the cluster shrank)
 
 
 @dataclasses.dataclass
@@ -67,6 +74,7 @@ class Dispatcher:
         retention_seconds: float,
         registry_address: tuple[str, str],
         on_finished: Callable[[str], None],
+        capacity: Callable[[], Capacity] = Capacity,
     ) -> None:
         self._store = store
         self._commit = commit
@@ -75,6 +83,7 @@ class Dispatcher:
         self._retention = retention_seconds
         self._registry_address = registry_address
         self._on_finished = on_finished
+        self._capacity = capacity
         self._queues: dict[tuple[str, str], FunctionQueue] = {}
         self.inflight: dict[str, Attempt] = {}
         # Calls cancelled while their claim was on its way from the store to Ray.
@@ -184,6 +193,10 @@ class Dispatcher:
                 )
             )
             return
+        reason = self._capacity().shortfall(shape_of(fn.options.ray_options()))
+        if reason is not None:
+            self._spawn_task(self._settle_error(claim, unrunnable(fn, reason)))
+            return
         ref = fn.task.remote(
             [fn.code_ref],
             (fn.app, fn.version, fn.name),
@@ -210,6 +223,16 @@ class Dispatcher:
             attempt.timed_out = True
             ray.cancel(attempt.ref, force=True)
 
+    def fail_unrunnable(self) -> None:
+        """Stop the attempts waiting in Ray for resources no node can ever offer now."""
+        capacity = self._capacity()
+        for attempt in list(self.inflight.values()):
+            fn = attempt.function
+            reason = capacity.shortfall(shape_of(fn.options.ray_options()))
+            if reason is not None and not (attempt.cancelled or attempt.timed_out):
+                attempt.unrunnable = reason
+                ray.cancel(attempt.ref, force=True)
+
     async def _watch(self, queue: FunctionQueue, attempt: Attempt) -> None:
         future = asyncio.wrap_future(attempt.ref.future())
         try:
@@ -223,6 +246,11 @@ class Dispatcher:
             queue.kick.set()
         if attempt.cancelled:
             future.exception()  # retrieved: the cancellation error is expected
+            return
+        if attempt.unrunnable is not None:
+            future.exception()
+            await self._settle_error(attempt.claim,
+                                     unrunnable(attempt.function, attempt.unrunnable))
             return
         if attempt.timed_out:
             future.exception()
@@ -260,6 +288,8 @@ class Dispatcher:
             )
         elif kind == "timeout":
             await self._settle_failure(queue, attempt, CallState.TIMED_OUT, payload)
+        elif kind == "invalid":  # arguments the function cannot take: a retry cannot help
+            await self._settle_error(attempt.claim, payload)
         else:
             await self._settle_failure(queue, attempt, CallState.FAILED, payload)
 
@@ -348,3 +378,8 @@ class Dispatcher:
                 attempt.cancelled = True
                 ray.cancel(attempt.ref, force=True)
             self._on_finished(call_id)
+
+
+def unrunnable(fn: RuntimeFunction, reason: str) -> ErrorInfo:
+    return error_of(ResourcesUnavailableError,
+                    f"{fn.app}.{fn.name} can never run on this cluster: {reason}")

@@ -9,6 +9,9 @@ The attempt's timeout is kept here, from the moment the function really starts (
 may wait in Ray's queue for resources first): SIGALRM interrupts the function, even in
 ``time.sleep``. Code that does not return to Python (a stuck C call) cannot be
 interrupted that way; a watchdog thread then asks the registry to force-cancel the task.
+
+Processes the function started and left running are ended when the attempt ends (see
+``children.py``): the worker is reused for other calls and must not collect strays.
 """
 
 from __future__ import annotations
@@ -24,8 +27,21 @@ import cloudpickle
 import ray
 
 from rayfn._client import set_in_cluster_namespace
-from rayfn._payload import encode_exception, encode_json, encode_result, error_of, loads_args
-from rayfn.exception import ExecutionError, FunctionTimeoutError
+from rayfn._payload import (
+    check_arguments,
+    encode_exception,
+    encode_json,
+    encode_result,
+    error_of,
+    loads_args,
+)
+from rayfn.exception import (
+    ExecutionError,
+    FunctionTimeoutError,
+    InvalidError,
+    SerializationError,
+)
+from rayfn_service import children
 
 FunctionKey = tuple[str, int, str]
 Outcome = tuple[str, Any]
@@ -116,8 +132,30 @@ def _load(key: FunctionKey, code_ref: list[ray.ObjectRef[Any]]) -> Callable[...,
     return fn
 
 
-def _run_with_deadline(fn: Callable[..., Any], args: bytes, timeout: float) -> Outcome:
-    positional, keywords = loads_args(args)
+class _InvalidCall(Exception):
+    """The arguments cannot be used at all: the call fails without retries."""
+
+    def __init__(self, error: InvalidError | SerializationError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _arguments(fn: Callable[..., Any], name: str, args: bytes) -> tuple[Any, Any]:
+    try:
+        positional, keywords = loads_args(args)
+    except SerializationError as exc:
+        raise _InvalidCall(exc) from None
+    try:
+        check_arguments(fn, name, positional, keywords)
+    except InvalidError as exc:
+        raise _InvalidCall(exc) from None
+    return positional, keywords
+
+
+def _run_with_deadline(
+    fn: Callable[..., Any], name: str, args: bytes, timeout: float
+) -> Outcome:
+    positional, keywords = _arguments(fn, name, args)
     in_main_thread = threading.current_thread() is threading.main_thread()
     if in_main_thread:
         signal.signal(signal.SIGALRM, _on_alarm)
@@ -147,8 +185,11 @@ def execute(
     except Exception as exc:
         return ("error", error_of(ExecutionError, f"cannot load function {key[2]!r}: {exc!r}"))
     _watchdog.watch(registry, call_id, attempt, started + timeout)
+    before = children.started()
     try:
-        return _run_with_deadline(fn, args, timeout)
+        return _run_with_deadline(fn, key[2], args, timeout)
+    except _InvalidCall as invalid:
+        return ("invalid", error_of(type(invalid.error), str(invalid.error)))
     except AttemptTimeout:
         return ("timeout", error_of(
             FunctionTimeoutError,
@@ -158,6 +199,7 @@ def execute(
         return ("error", encode_exception(exc))
     finally:
         _watchdog.clear()
+        children.end_new(before)
 
 
 remote_execute = ray.remote(execute)

@@ -31,6 +31,7 @@ from rayfn_service.names import HEAD_NODE_RESOURCE, REGISTRY_ACTOR
 logger = logging.getLogger(__name__)
 
 REGISTRY_START_TIMEOUT = 120.0
+HEAD_START_ATTEMPTS = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,8 +80,29 @@ def _ray_executable() -> str:
 def start_local_head(settings: Settings, num_cpus: int | None = None) -> HeadInfo:
     """Start a Ray head on this machine, on free ports, and return where it is."""
     settings.apply_ray_environment()
-    port = free_port()
     temp_dir = _temp_dir_for(settings)
+    cpus = num_cpus if num_cpus is not None else settings.num_cpus
+    for attempt in range(1, HEAD_START_ATTEMPTS + 1):
+        port = free_port()
+        result = subprocess.run(
+            _head_command(port, temp_dir, cpus), capture_output=True, text=True,
+            env=os.environ.copy(),
+        )
+        if result.returncode == 0:
+            break
+        output = result.stderr.strip() or result.stdout.strip()
+        # Ray gives its raylet 30 s to register; on a busy machine that can pass. Clear
+        # what the failed start left behind and try again on fresh ports.
+        kill_head(temp_dir, grace_seconds=0)
+        if "timed out during startup" not in output or attempt == HEAD_START_ATTEMPTS:
+            raise Error(f"`ray start` failed:\n{output}")
+        logger.warning("the Ray head timed out while starting; trying again (%d)", attempt)
+    info = HeadInfo(address=f"127.0.0.1:{port}", temp_dir=temp_dir, started_by_rayfn=True)
+    info.save(settings)
+    return info
+
+
+def _head_command(port: int, temp_dir: str, cpus: int | None) -> list[str]:
     command = [
         _ray_executable(),
         "start",
@@ -98,15 +120,9 @@ def start_local_head(settings: Settings, num_cpus: int | None = None) -> HeadInf
         f"--node-manager-port={free_port()}",
         f"--object-manager-port={free_port()}",
     ]
-    cpus = num_cpus if num_cpus is not None else settings.num_cpus
     if cpus is not None:
         command.append(f"--num-cpus={cpus}")
-    result = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
-    if result.returncode != 0:
-        raise Error(f"`ray start` failed:\n{result.stderr.strip() or result.stdout.strip()}")
-    info = HeadInfo(address=f"127.0.0.1:{port}", temp_dir=temp_dir, started_by_rayfn=True)
-    info.save(settings)
-    return info
+    return command
 
 
 def registry_options(settings: Settings) -> dict[str, Any]:
@@ -215,6 +231,28 @@ def ensure_token(settings: Settings) -> Path:
         return path
     with os.fdopen(fd, "w") as f:
         f.write(secrets.token_urlsafe(32) + "\n")
+    return path
+
+
+def rotate_token(settings: Settings) -> Path:
+    """Replace the REST token file with a new token, atomically and with mode 0600.
+
+    A running server reads the file again when it changes: the new token works at once
+    and the old one is refused from then on.
+    """
+    path = settings.token_file
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     return path
 
 

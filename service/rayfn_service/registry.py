@@ -21,11 +21,12 @@ import ray
 
 from rayfn._ids import validate_call_id
 from rayfn._names import validate_name
-from rayfn._payload import Outcome
-from rayfn.exception import InvalidError, NotFoundError, StoreError
+from rayfn._payload import Outcome, check_input_size
+from rayfn.exception import InvalidError, NotFoundError, ResourcesUnavailableError, StoreError
 from rayfn.schemas import AppInfo, CallStatus, FunctionInfo, FunctionStats
 from rayfn.settings import Settings
 from rayfn.states import CallState
+from rayfn_service.capacity import CapacityMonitor, shape_of
 from rayfn_service.catalog import Catalog, checked
 from rayfn_service.dispatch import Dispatcher
 from rayfn_service.metrics import MetricsSnapshot
@@ -100,6 +101,7 @@ class Registry:
     async def __init__(self, settings_json: str) -> None:  # type: ignore[misc]
         self._settings = Settings.model_validate_json(settings_json)
         self._waiters: dict[str, _Waiter] = {}
+        self._capacity = CapacityMonitor()
         self._started_at = time.time()
         self._store_problem: str | None = None
         try:
@@ -130,7 +132,9 @@ class Registry:
             retention_seconds=self._settings.retention_seconds,
             registry_address=(self._settings.namespace, REGISTRY_ACTOR),
             on_finished=self._wake,
+            capacity=lambda: self._capacity.current,
         )
+        await self._capacity.refresh()  # before dispatching: calls no node can run fail
         if requeued:
             logger.warning(
                 "re-queued %d calls that were running when the registry stopped", requeued
@@ -140,6 +144,7 @@ class Registry:
             self._dispatcher.kick(app, name)
         self._request_min_containers()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+        self._capacity_watch = asyncio.get_running_loop().create_task(self._watch_capacity())
 
     async def _open_when_possible(self) -> None:
         while self._store_problem is not None:
@@ -227,6 +232,8 @@ class Registry:
 
     @_needs_store
     async def function_info(self, app: str, name: str) -> FunctionInfo:
+        validate_name("app", app)
+        validate_name("function", name)
         fn = self._catalog.current(app, name)
         if fn is None:
             if self._store.get_app(app) is None or not self._app_live(app):
@@ -254,6 +261,8 @@ class Registry:
         With ``idempotency`` (key, request hash), a repeated request returns the calls
         the first one made instead of making new ones.
         """
+        validate_name("app", app)
+        validate_name("function", name)
         version = self._catalog.current_version(app, name)
         if version is None:
             await self.function_info(app, name)  # raises the precise NotFoundError
@@ -268,6 +277,12 @@ class Registry:
             validate_call_id(call_id)
             if not isinstance(args, bytes):
                 raise InvalidError("call arguments must be serialized bytes")
+            check_input_size(args, self._settings.max_input_bytes, f"{app}.{name}")
+        if function is not None:
+            reason = await self._capacity.shortfall(shape_of(function.options.ray_options()))
+            if reason is not None:
+                raise ResourcesUnavailableError(f"{app}.{name} can never run on this "
+                                                f"cluster: {reason}")
         now = time.time()
         rows = [NewCall(call_id, app, name, version, args, now) for call_id, args in calls]
 
@@ -461,6 +476,16 @@ class Registry:
                     pass
             except Exception:
                 logger.exception("expiry sweep failed; will try again")
+
+    async def _watch_capacity(self) -> None:
+        """Fail calls no node can ever run, also when the cluster shrinks under them."""
+        while True:
+            await asyncio.sleep(self._settings.capacity_refresh_seconds)
+            try:
+                await self._capacity.refresh()
+                self._dispatcher.fail_unrunnable()
+            except Exception:
+                logger.exception("capacity check failed; will try again")
 
     def _request_min_containers(self) -> None:
         bundles: list[dict[str, float]] = []

@@ -11,11 +11,14 @@ import json
 import time
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from rayfn import exception
 from rayfn._client.base import DeployedFunction
+from rayfn._ids import validate_call_id
+from rayfn._names import validate_name
 from rayfn._payload import Outcome
 from rayfn.schemas import (
     AppInfo,
@@ -52,6 +55,19 @@ def _error_from(response: httpx.Response) -> exception.Error:
     if response.status_code == 401:
         return exception.AuthError(message)
     return exception.Error(f"HTTP {response.status_code} from the rayfn server: {message}")
+
+
+def _app(app: str, function: str | None = None) -> str:
+    """The route of an app (or its function), from names checked first: a name is never
+    allowed to make a path of its own (``a/b``, ``..``)."""
+    path = f"/v1/apps/{quote(validate_name('app', app), safe='')}"
+    if function is not None:
+        path += f"/functions/{quote(validate_name('function', function), safe='')}"
+    return path
+
+
+def _call(call_id: str) -> str:
+    return f"/v1/calls/{validate_call_id(call_id)}"
 
 
 class HttpClient:
@@ -106,12 +122,12 @@ class HttpClient:
             ],
             ephemeral=ephemeral,
         )
-        response = self._request("POST", f"/v1/apps/{app}", content=body.model_dump_json(),
+        response = self._request("POST", _app(app), content=body.model_dump_json(),
                                  headers={"Content-Type": "application/json"})
         return DeployResponse.model_validate_json(response.content).version
 
     def stop_app(self, app: str) -> int:
-        response = self._request("DELETE", f"/v1/apps/{app}")
+        response = self._request("DELETE", _app(app))
         return StopResponse.model_validate_json(response.content).cancelled
 
     def _app_list(self) -> AppList:
@@ -125,7 +141,7 @@ class HttpClient:
         ]
 
     def function_info(self, app: str, name: str) -> FunctionInfo:
-        response = self._request("GET", f"/v1/apps/{app}/functions/{name}")
+        response = self._request("GET", _app(app, name))
         return FunctionInfo.model_validate_json(response.content)
 
     def stats(self) -> list[FunctionStats]:
@@ -140,7 +156,7 @@ class HttpClient:
 
     def spawn(self, app: str, name: str, calls: Sequence[tuple[str, bytes]]) -> None:
         body = PickledSpawnRequest(calls=[PickledCall(call_id=c, args=a) for c, a in calls])
-        self._request("POST", f"/v1/apps/{app}/functions/{name}/calls/pickled",
+        self._request("POST", f"{_app(app, name)}/calls/pickled",
                       content=body.model_dump_json(),
                       headers={"Content-Type": "application/json"})
 
@@ -163,11 +179,11 @@ class HttpClient:
         return self._outcomes(call_ids, timeout, include_pending=False)
 
     def status(self, call_id: str) -> CallStatus:
-        response = self._request("GET", f"/v1/calls/{call_id}")
+        response = self._request("GET", _call(call_id))
         return CallStatus.model_validate_json(response.content)
 
     def cancel(self, call_id: str) -> CallStatus:
-        response = self._request("POST", f"/v1/calls/{call_id}/cancel")
+        response = self._request("POST", f"{_call(call_id)}/cancel")
         return CallStatus.model_validate_json(response.content)
 
     def list_calls(

@@ -34,10 +34,32 @@ def import_file(path: Path) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(module_name, None)
+            raise
     except SyntaxError as exc:
         raise InvalidError(f"{path} has a syntax error: line {exc.lineno}: {exc.msg}") from None
+    except InvalidError as exc:  # rayfn refused something the file declares
+        raise InvalidError(f"{path}: {exc}") from None
+    except Exception as exc:
+        line = _line_in(exc, path)
+        raise InvalidError(
+            f"{path} failed to import{line}: {type(exc).__name__}: {exc}"
+        ) from None
     return module
+
+
+def _line_in(exc: BaseException, path: Path) -> str:
+    """`` (line N)`` of the deepest frame of the traceback that is in ``path``."""
+    line = ""
+    tb = exc.__traceback__
+    while tb is not None:
+        if Path(tb.tb_frame.f_code.co_filename).resolve() == path.resolve():
+            line = f" (line {tb.tb_lineno})"
+        tb = tb.tb_next
+    return line
 
 
 def apps_in(module: ModuleType) -> dict[str, App]:

@@ -130,6 +130,26 @@ def status(as_json: bool) -> None:
     console.print(table)
 
 
+@cli.group(name="token")
+def token_group() -> None:
+    """The REST server's bearer token (it grants full control of the service)."""
+
+
+@token_group.command(name="rotate")
+@friendly_errors
+def token_rotate() -> None:
+    """Write a new token file (mode 0600); the running server refuses the old token."""
+    from rayfn_service import launch
+
+    settings = get_settings()
+    path = launch.rotate_token(settings)
+    console.print(f"wrote a new token to {path}; the old token no longer works",
+                  highlight=False)
+    if settings.token:
+        err_console.print("[bold yellow]Note:[/] RAYFN_TOKEN is set; a server started with "
+                          "it keeps using that value, not the file", highlight=False)
+
+
 # ---- apps ----------------------------------------------------------------------
 
 
@@ -315,8 +335,13 @@ def call_get(call_id: str, timeout: float) -> None:
 def call_cancel(call_id: str) -> None:
     """Cancel a call: queued ones never run, running ones are stopped."""
     from rayfn.call import FunctionCall
+    from rayfn.states import CallState
 
-    _print_status(FunctionCall.from_id(call_id).cancel())
+    status = FunctionCall.from_id(call_id).cancel()
+    _print_status(status)
+    if status.state is not CallState.CANCELLED:  # it had ended before: nothing changed
+        err_console.print(f"{call_id} had already finished ({status.state.value}); "
+                          "nothing to cancel", highlight=False)
 
 
 @call_group.command(name="list")

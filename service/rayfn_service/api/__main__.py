@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 
 import uvicorn
@@ -13,15 +14,29 @@ from rayfn_service.launch import HeadInfo, connect_driver
 logger = logging.getLogger("rayfn.server")
 
 
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def warn_if_exposed(host: str) -> bool:
+    """Warn when the server will be reachable from other machines; True if it will."""
+    if is_loopback(host):
+        return False
+    logger.warning("the REST server listens on %s, beyond this machine; anyone who has "
+                   "the token can deploy and run code on the cluster", host)
+    return True
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = get_settings()
+    warn_if_exposed(settings.server_host)
     info = HeadInfo.load(settings)
     address = settings.address or (info.address if info else "auto")
     connect_driver(address, settings)
-    if settings.server_host not in ("127.0.0.1", "localhost", "::1"):
-        logger.warning("the REST server listens on %s, beyond this machine; anyone who "
-                       "has the token can deploy and run code", settings.server_host)
     uvicorn.run(create_app(settings), host=settings.server_host, port=settings.server_port,
                 log_level="info", access_log=False)
 

@@ -98,8 +98,8 @@ def settle(
 # ---- clusters of their own ---------------------------------------------------------
 
 
-def kill_tree(pids: Iterable[int]) -> None:
-    """SIGKILL processes and everything below them, children first found, then all."""
+def kill_tree(pids: Iterable[int]) -> int:
+    """SIGKILL processes and everything below them; return how many there were."""
     victims: list[psutil.Process] = []
     for pid in pids:
         try:
@@ -114,6 +114,7 @@ def kill_tree(pids: Iterable[int]) -> None:
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(victims, timeout=10)
+    return len(victims)
 
 
 def processes_using(marker: str) -> list[int]:
@@ -196,6 +197,11 @@ class Service:
         (new,) = self.raylets() - before
         return new
 
+    def raylet_of(self, node_id: str) -> int:
+        (pid,) = [p for p in self.raylets()
+                  if f"--node_id={node_id}" in psutil.Process(p).cmdline()]
+        return pid
+
     def server_pid(self) -> int | None:
         try:
             return int((self.state_dir / "server.pid").read_text())
@@ -219,9 +225,8 @@ class Service:
         return sorted(pids)
 
     def kill_everything(self) -> int:
-        pids = self.all_pids()
-        kill_tree(pids)
-        return len(pids)
+        """SIGKILL every process of the service; return how many died."""
+        return kill_tree(self.all_pids())
 
     def close(self) -> None:
         if self._http is not None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import ray
 
@@ -23,7 +24,8 @@ from rayfn_service.names import REGISTRY_ACTOR
 
 from .harness import Tally, read_runs, settle, wait_until
 
-pytestmark = pytest.mark.fault
+# Drills run minutes on a busy machine; the default per-test limit is for ordinary tests.
+pytestmark = [pytest.mark.fault, pytest.mark.timeout(900)]
 
 
 def _mount(*args: str) -> subprocess.CompletedProcess[str]:
@@ -91,9 +93,24 @@ def _accepts(job: Any, log: str) -> bool:
 
 
 def _rows(store: Path, app: str) -> int:
-    with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
+    db = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+    try:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         return int(db.execute("SELECT count(*) FROM calls WHERE app = ?", (app,)).fetchone()[0])
+    finally:
+        db.close()  # an open reader holds the WAL index: the disk could not turn read-only
+
+
+def _holders(disk: Path) -> list[str]:
+    """Processes with files open on ``disk`` (what keeps it from turning read-only)."""
+    found = []
+    for proc in psutil.process_iter(["pid", "name"]):
+        try:
+            if any(f.path.startswith(str(disk)) for f in proc.open_files()):
+                found.append(f"{proc.info['pid']} {proc.info['name']}")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
 
 
 def test_disk_full_then_read_only(
@@ -138,8 +155,11 @@ def test_disk_full_then_read_only(
         # registry stops, the disk turns read-only, and the registry starts on it again.
         ray.kill(ray.get_actor(REGISTRY_ACTOR, namespace=settings.namespace), no_restart=True)
         wait_until(lambda: _gone(settings.namespace), timeout=60, what="the registry to end")
-        wait_until(lambda: _mount("-o", "remount,ro", str(small_disk)).returncode == 0,
-                   timeout=60, what="the registry to let go of the store")
+        try:
+            wait_until(lambda: _mount("-o", "remount,ro", str(small_disk)).returncode == 0,
+                       timeout=180, what="the registry to let go of the store")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; files open on it: {_holders(small_disk)}") from None
         tally.faults_injected += 1
         ensure_registry(settings)
         began = time.monotonic()

@@ -19,7 +19,8 @@ from rayfn_service.names import REGISTRY_ACTOR
 
 from .harness import Tally, read_runs, settle, wait_until
 
-pytestmark = pytest.mark.fault
+# Drills run minutes on a busy machine; the default per-test limit is for ordinary tests.
+pytestmark = [pytest.mark.fault, pytest.mark.timeout(900)]
 
 
 def _registry_pid(namespace: str) -> int:

@@ -25,7 +25,8 @@ from rayfn_service.launch import HeadInfo, free_port
 
 from .harness import Tally, read_runs, wait_until
 
-pytestmark = pytest.mark.fault
+# Drills run minutes on a busy machine; the default per-test limit is for ordinary tests.
+pytestmark = [pytest.mark.fault, pytest.mark.timeout(900)]
 
 CLIENTS = 4
 PER_CLIENT = 60

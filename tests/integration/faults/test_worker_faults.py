@@ -17,7 +17,8 @@ from rayfn.states import CallState
 
 from .harness import Tally, read_runs, settle, wait_until
 
-pytestmark = pytest.mark.fault
+# Drills run minutes on a busy machine; the default per-test limit is for ordinary tests.
+pytestmark = [pytest.mark.fault, pytest.mark.timeout(900)]
 
 
 def test_workers_sigkilled_at_random_during_500_calls(unique_app: str, tmp_path: Path) -> None:
