@@ -237,6 +237,16 @@ class FunctionOptions:
             options["memory"] = self.memory * 1024 * 1024
         return options
 
+    def resource_shape(self) -> dict[str, float]:
+        """One container of this function as an autoscaler bundle (``request_resources``)."""
+        ray_options = self.ray_options()
+        shape = {"CPU": float(ray_options["num_cpus"])}
+        if "num_gpus" in ray_options:
+            shape["GPU"] = float(ray_options["num_gpus"])
+        if "memory" in ray_options:
+            shape["memory"] = float(ray_options["memory"])
+        return shape
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -70,7 +70,10 @@ class AppInfo(BaseModel):
 
 
 class FunctionStats(BaseModel):
-    """A function's queue: calls waiting, in Ray, retrying, and its window."""
+    """A function's queue: calls waiting, in Ray, retrying, and its window.
+
+    ``nodes`` counts the attempts running on each Ray node (by node ID); ``in_ray`` minus
+    their sum are waiting in Ray for resources, the demand the autoscaler sees."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -81,6 +84,7 @@ class FunctionStats(BaseModel):
     retrying: int
     in_ray: int
     window: int
+    nodes: dict[str, int] = Field(default_factory=dict)
 
 
 # ---- REST bodies: the server's request/response models and the HTTP client's ------------
@@ -171,6 +175,7 @@ class FunctionSummary(BaseModel):
     running: int
     retrying: int
     window: int
+    nodes: dict[str, int] = Field(default_factory=dict)  # running attempts per Ray node ID
 
 
 class AppSummary(BaseModel):

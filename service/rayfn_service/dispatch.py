@@ -48,6 +48,7 @@ class Attempt:
     submitted_at: float  # monotonic
     cancelled: bool = False
     timed_out: bool = False
+    node_id: str | None = None  # reported by the executor once the attempt starts
     unrunnable: str | None = None  # why no node can ever run it (the cluster shrank)
 
 
@@ -113,6 +114,20 @@ class Dispatcher:
 
     def running_counts(self) -> dict[tuple[str, str], int]:
         return {key: q.running for key, q in self._queues.items()}
+
+    def attempt_started(self, call_id: str, attempt_number: int, node_id: str) -> None:
+        attempt = self.inflight.get(call_id)
+        if attempt is not None and attempt.claim.attempts == attempt_number:
+            attempt.node_id = node_id
+
+    def running_by_node(self) -> dict[tuple[str, str], dict[str, int]]:
+        """Attempts that have started, per function and node (pending ones are not here)."""
+        counts: dict[tuple[str, str], dict[str, int]] = {}
+        for attempt in self.inflight.values():
+            if attempt.node_id is not None:
+                per_node = counts.setdefault((attempt.claim.app, attempt.claim.function), {})
+                per_node[attempt.node_id] = per_node.get(attempt.node_id, 0) + 1
+        return counts
 
     async def _pump(self, queue: FunctionQueue) -> None:
         while True:

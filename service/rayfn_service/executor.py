@@ -107,6 +107,21 @@ class _Watchdog:
 
 _watchdog = _Watchdog()
 
+# The registry's handle, looked up once per worker. A worker serves one Ray job, and a
+# registry restart keeps its actor ID, so the handle stays valid for the worker's life.
+_registries: dict[tuple[str, str], Any] = {}
+
+
+def _report_start(registry: tuple[str, str], call_id: str, attempt: int) -> None:
+    """Tell the registry which node runs this attempt (for ``rayfn status``); best effort."""
+    try:
+        handle = _registries.get(registry)
+        if handle is None:
+            handle = _registries[registry] = ray.get_actor(registry[1], namespace=registry[0])
+        handle.attempt_started.remote(call_id, attempt, ray.get_runtime_context().get_node_id())
+    except Exception:  # the registry may be restarting; the node is then shown as unknown
+        _registries.pop(registry, None)
+
 
 def _load(key: FunctionKey, code: Code) -> Callable[..., Any]:
     fn = _functions.get(key)
@@ -167,6 +182,7 @@ def execute(
 ) -> Outcome:
     started = time.time()
     set_in_cluster_namespace(registry[0])  # spawns from inside go to the same registry
+    _report_start(registry, call_id, attempt)
     try:
         fn = _load(key, code)
     except Exception as exc:

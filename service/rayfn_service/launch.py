@@ -168,11 +168,7 @@ def start(settings: Settings, address: str | None = None, num_cpus: int | None =
     """
     info = HeadInfo.load(settings)
     if address:
-        connect_driver(address, settings)
-        # Record the resolved address ("auto" means nothing to another process later).
-        resolved = ray.get_runtime_context().gcs_address
-        info = HeadInfo(address=resolved, temp_dir=None, started_by_rayfn=False)
-        info.save(settings)
+        info = attach(settings, address, info)
     elif info is None or not head_alive(info):
         info = start_local_head(settings, num_cpus)
     connect_driver(info.address, settings)
@@ -180,6 +176,37 @@ def start(settings: Settings, address: str | None = None, num_cpus: int | None =
     if settings.start_server:
         start_server(settings, info)
     return info
+
+
+def attach(settings: Settings, address: str, known: HeadInfo | None) -> HeadInfo:
+    """Join the running cluster at ``address`` (``auto``: this machine's) without starting
+    Ray, and record it: ``stop`` then leaves that Ray running."""
+    connect_driver(address, settings)
+    # Record the resolved address ("auto" means nothing to another process later).
+    resolved = str(ray.get_runtime_context().gcs_address)
+    if known is not None and head_alive(known):
+        if _same_address(known.address, resolved):
+            return known  # already running here (perhaps on a head rayfn started)
+        if known.started_by_rayfn:
+            raise Error(
+                f"rayfn already runs on its own Ray head at {known.address} for state "
+                f"directory {settings.state_dir}; run `rayfn stop` first, or use another "
+                "RAYFN_STATE_DIR"
+            )
+    info = HeadInfo(address=resolved, temp_dir=None, started_by_rayfn=False)
+    info.save(settings)
+    return info
+
+
+def _same_address(a: str, b: str) -> bool:
+    """Whether two GCS addresses name one cluster (a local head is recorded on loopback,
+    Ray reports it on the machine's address)."""
+    host_a, _, port_a = a.rpartition(":")
+    host_b, _, port_b = b.rpartition(":")
+    if port_a != port_b:
+        return False
+    local = {"127.0.0.1", "localhost", ray.util.get_node_ip_address()}  # type: ignore[no-untyped-call]
+    return host_a == host_b or (host_a in local and host_b in local)
 
 
 # ---- the REST server -----------------------------------------------------------

@@ -129,9 +129,13 @@ class Registry:
     # ---- health ------------------------------------------------------------------
 
     async def ping(self) -> dict[str, Any]:
-        return {"started_at": self._started_at, "store": str(self._settings.store_path),
-                "pid": os.getpid(), "store_problem": self._store_problem,
-                "node_id": ray.get_runtime_context().get_node_id()}
+        return {
+            "started_at": self._started_at,
+            "store": str(self._settings.store_path),
+            "pid": os.getpid(),
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "store_problem": self._store_problem,
+        }
 
     # ---- deployments -------------------------------------------------------------
 
@@ -387,6 +391,7 @@ class Registry:
     async def stats(self) -> list[FunctionStats]:
         depths = self._store.queue_depths()
         running = self._dispatcher.running_counts()
+        by_node = self._dispatcher.running_by_node()
         keys = set(depths) | set(self._catalog.live_keys())
         return [
             FunctionStats(
@@ -397,6 +402,7 @@ class Registry:
                 retrying=depths.get((app, name), {}).get("retrying", 0),
                 in_ray=running.get((app, name), 0),
                 window=self._dispatcher.window_of(app, name),
+                nodes=by_node.get((app, name), {}),
             )
             for app, name in sorted(keys)
         ]
@@ -404,6 +410,10 @@ class Registry:
     @_needs_store
     async def metrics(self) -> tuple[MetricsSnapshot, list[FunctionStats]]:
         return self._dispatcher.metrics.snapshot(), await self.stats()
+
+    def attempt_started(self, call_id: str, attempt: int, node_id: str) -> None:
+        """Called by a worker as an attempt starts: where it runs."""
+        self._dispatcher.attempt_started(call_id, attempt, node_id)
 
     def attempt_stuck(self, call_id: str, attempt: int) -> None:
         """Called by a worker whose attempt ignored its timeout (see executor)."""
@@ -471,9 +481,7 @@ class Registry:
         for app, name in self._catalog.live_keys():
             fn = self._catalog.current(app, name)
             if fn is not None and fn.options.min_containers:
-                shape = {"CPU": fn.options.ray_options()["num_cpus"]}
-                if fn.options.gpu:
-                    shape["GPU"] = fn.options.gpu
+                shape = fn.options.resource_shape()
                 bundles.extend([shape] * fn.options.min_containers)
         try:
             from ray.autoscaler.sdk import request_resources

@@ -358,3 +358,9 @@ def test_bad_function_name_is_rejected() -> None:
 def test_app_image_must_be_an_image() -> None:
     with pytest.raises(InvalidError, match="image"):
         App("options-test", image="python:3.11")  # type: ignore[arg-type]
+
+
+def test_resource_shape_is_what_one_attempt_asks_of_ray() -> None:
+    assert FunctionOptions.build().resource_shape() == {"CPU": 1.0}
+    shape = FunctionOptions.build(cpu=2, memory=512, gpu="T4:2").resource_shape()
+    assert shape == {"CPU": 2.0, "GPU": 2.0, "memory": 512 * 1024 * 1024}

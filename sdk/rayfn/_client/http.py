@@ -147,7 +147,8 @@ class HttpClient:
     def stats(self) -> list[FunctionStats]:
         return [
             FunctionStats(app=a.name, function=f.name, queued=f.queued, running=f.running,
-                          retrying=f.retrying, in_ray=f.running, window=f.window)
+                          retrying=f.retrying, in_ray=f.running, window=f.window,
+                          nodes=f.nodes)
             for a in self._app_list().apps for f in a.functions
         ]
 

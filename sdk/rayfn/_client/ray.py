@@ -58,8 +58,11 @@ def ray_address(settings: Settings) -> str:
         ) from None
 
 
-def ensure_ray(settings: Settings) -> None:
-    """Connect this process to the cluster as a Ray driver, unless it already is."""
+def ensure_ray(settings: Settings, log_to_driver: bool = True) -> None:
+    """Connect this process to the cluster as a Ray driver, unless it already is.
+
+    ``log_to_driver=False`` keeps Ray's own messages (autoscaler events) off this process's
+    output, for commands whose output is data."""
     if ray.is_initialized():
         return
     settings.apply_ray_environment()
@@ -68,7 +71,7 @@ def ensure_ray(settings: Settings) -> None:
         ray.init(
             address=address,
             logging_level=logging.WARNING,
-            log_to_driver=True,
+            log_to_driver=log_to_driver,
             configure_logging=False,
         )
     except (ConnectionError, OSError, RuntimeError) as exc:

@@ -6,6 +6,7 @@ prints one line and exits 1, without a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import functools
 import json
@@ -83,44 +84,50 @@ def stop() -> None:
 
 
 @cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @friendly_errors
-def status() -> None:
-    """Show the cluster's nodes, the registry, and each function's queue."""
+def status(as_json: bool) -> None:
+    """Show the cluster's nodes and what each function holds on them, the registry, and
+    each function's queue."""
     from rayfn._client import get_client
-    from rayfn._client.ray import RayClient
+    from rayfn._client.ray import RayClient, ensure_ray
+    from rayfn.cli import nodes as node_view
 
+    settings = get_settings()
+    if not settings.server_url:
+        ensure_ray(settings, log_to_driver=False)  # no autoscaler events in the output
     client = get_client()
-    if isinstance(client, RayClient):
-        _print_nodes()
-        registry = client.ping()
+    stats = client.stats()
+    in_cluster = isinstance(client, RayClient)
+    nodes = node_view.cluster_nodes(stats) if in_cluster else []
+    registry = client.ping() if isinstance(client, RayClient) else None
+    if as_json:
+        click.echo(json.dumps({
+            "nodes": [dataclasses.asdict(n) for n in nodes],
+            "registry": registry,
+            "functions": [s.model_dump(mode="json") for s in stats],
+        }, indent=2))
+        return
+    width = node_view.id_width([n.node_id for n in nodes]
+                               + [node_id for s in stats for node_id in s.nodes])
+    if in_cluster:
+        console.print(node_view.nodes_table(nodes, width))
+    if registry is not None:
         started = datetime.datetime.fromtimestamp(registry["started_at"]).isoformat(
             timespec="seconds")
-        console.print(f"registry: running since {started} (pid {registry['pid']}), "
-                      f"store {registry['store']}", highlight=False)
+        console.print(f"registry: running since {started} (pid {registry['pid']}, node "
+                      f"{registry.get('node_id', '?')[:width]}), store {registry['store']}",
+                      highlight=False)
     else:
         console.print(f"server: {client.settings.server_url}", highlight=False)
     table = Table(title="functions")
-    for column in ("app", "function", "queued", "running", "retrying", "in Ray", "window"):
+    for column in ("app", "function", "queued", "running", "retrying", "in Ray", "window",
+                   "on nodes"):
         table.add_column(column)
-    for s in client.stats():
+    for s in stats:
         table.add_row(s.app, s.function, str(s.queued), str(s.running), str(s.retrying),
-                      str(s.in_ray), str(s.window))
+                      str(s.in_ray), str(s.window), node_view.holdings(s.nodes, width))
     console.print(table)
-
-
-def _print_nodes() -> None:
-    import ray
-
-    nodes = Table(title="nodes")
-    for column in ("node", "alive", "CPU", "GPU", "memory GiB"):
-        nodes.add_column(column)
-    for node in ray.nodes():  # type: ignore[no-untyped-call]
-        resources = node.get("Resources", {})
-        nodes.add_row(node["NodeManagerAddress"] + " " + node["NodeID"][:8],
-                      str(node["Alive"]), f"{resources.get('CPU', 0):g}",
-                      f"{resources.get('GPU', 0):g}",
-                      f"{resources.get('memory', 0) / 2**30:.1f}")
-    console.print(nodes)
 
 
 @cli.group(name="token")

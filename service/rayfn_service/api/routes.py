@@ -198,6 +198,7 @@ async def list_apps(request: Request) -> AppList:
             functions.append(FunctionSummary(
                 name=name, queued=s.queued if s else 0, running=s.running if s else 0,
                 retrying=s.retrying if s else 0, window=s.window if s else 0,
+                nodes=s.nodes if s else {},
             ))
         summaries.append(AppSummary(name=a.name, version=a.version, ephemeral=a.ephemeral,
                                     updated_at=a.updated_at, functions=functions))
