@@ -496,12 +496,18 @@ def test_read_only_store_fails_ops_with_store_error(
 def test_cancelled_caller_does_not_stop_the_writer(
     store: SqliteStore, commit: GroupCommit, db_path: Path
 ) -> None:
-    gate = threading.Event()
+    gate, busy = threading.Event(), threading.Event()
     abandoned, later = new_call_ids(2)
 
+    def hold() -> bool:
+        busy.set()
+        return gate.wait(5)
+
     async def main() -> str:
-        first = asyncio.ensure_future(commit.run(lambda: gate.wait(5)))
-        await asyncio.sleep(0.05)  # the writer is busy; the next op waits in the queue
+        first = asyncio.ensure_future(commit.run(hold))
+        # Only once the writer is inside the first op does the next one wait in the queue.
+        while not busy.is_set():
+            await asyncio.sleep(0.01)
         gave_up = asyncio.ensure_future(commit.run(insert_op(store, abandoned)))
         await asyncio.sleep(0)
         gave_up.cancel()
