@@ -28,6 +28,8 @@ from rayfn.exception import (
 from rayfn.settings import get_settings
 from rayfn.states import CallState
 
+from .waiting import wait_until
+
 pytestmark = pytest.mark.usefixtures("transport")
 MiB = 1 << 20
 
@@ -63,12 +65,6 @@ def assert_still_serving(app_name: str) -> None:
 def queued_calls(app_name: str) -> list[Any]:
     return rayfn._client.get_client().list_calls(app=app_name, limit=1000)
 
-
-def wait_until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 # ---- arguments -------------------------------------------------------------------

@@ -16,18 +16,13 @@ import rayfn
 from rayfn.exception import CancelledError, FunctionTimeoutError, OutputExpiredError
 from rayfn.states import CallState
 
+from .waiting import wait_until
+
 pytestmark = pytest.mark.usefixtures("transport")
 
 
 def _lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
-
-
-def _wait_until(predicate: object, timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_retries_with_backoff_counted_by_the_function(unique_app: str, tmp_path: Path) -> None:
@@ -164,7 +159,7 @@ def test_cancel_queued_call_never_runs(unique_app: str, tmp_path: Path) -> None:
 
     app.deploy()
     blocker = mark.spawn(str(tmp_path / "blocker"), 3)
-    _wait_until(lambda: _lines(tmp_path / "blocker"), what="the blocker to start")
+    wait_until(lambda: _lines(tmp_path / "blocker"), what="the blocker to start")
     queued = mark.spawn(str(tmp_path / "queued"), 0)
     assert queued.status().state is CallState.QUEUED
     assert queued.cancel().state is CallState.CANCELLED
@@ -198,7 +193,7 @@ def test_cancel_running_call_stops_it_and_does_not_retry(
 
     app.deploy()
     call = long.spawn(str(log))
-    _wait_until(lambda: _lines(log), what="the call to start")
+    wait_until(lambda: _lines(log), what="the call to start")
     assert call.cancel().state is CallState.CANCELLED
     with pytest.raises(CancelledError):
         call.get(timeout=10)
@@ -218,7 +213,7 @@ def test_results_expire_after_retention(isolated_registry: object, unique_app: s
     app.deploy()
     call = value.spawn()
     assert call.get(timeout=60) == "fresh"
-    _wait_until(lambda: call.status().expired, timeout=30, what="expiry")
+    wait_until(lambda: call.status().expired, timeout=30, what="expiry")
     with pytest.raises(OutputExpiredError):
         call.get(timeout=0)
     with pytest.raises(TimeoutError):  # Modal's examples catch it as a TimeoutError
@@ -236,7 +231,7 @@ def test_status_reports_retrying_and_error(unique_app: str, tmp_path: Path) -> N
 
     app.deploy()
     call = broken.spawn()
-    _wait_until(lambda: call.status().state is CallState.RETRYING, what="retrying state")
+    wait_until(lambda: call.status().state is CallState.RETRYING, what="retrying state")
     with pytest.raises(ValueError):
         call.get(timeout=60)
     status = call.status()

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +24,12 @@ import rayfn
 from rayfn.exception import NotFoundError, TimeoutError
 from rayfn_service.launch import free_port
 
+from ..waiting import wait_until
+
 # The report command sets this; each scenario then appends its tally as one JSON line.
 RECORD_ENV = "RAYFN_RELIABILITY_LOG"
 BIN = Path(sys.executable).parent
+__all__ = ["Service", "Tally", "kill_tree", "read_runs", "settle", "wait_until"]
 
 
 @dataclasses.dataclass
@@ -55,14 +58,6 @@ class Tally:
 
     def count_runs(self, runs: collections.Counter[str], keys: Iterable[str]) -> None:
         self.ran_twice = sum(1 for k in keys if runs[k] > 1)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 120.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.1)
 
 
 def read_runs(path: Path) -> collections.Counter[str]:

@@ -115,7 +115,8 @@ def test_worker_killed_mid_call_completes_without_a_user_retry(
 
     app.deploy()
     call = victim.spawn(str(pids))
-    wait_until(lambda: pids.exists() and pids.read_text().strip() != "", what="first run")
+    wait_until(lambda: pids.exists() and pids.read_text().strip() != "", timeout=120,
+               what="first run")
     os.kill(int(pids.read_text().split()[0]), signal.SIGKILL)
     assert call.get(timeout=120) == "finished on run 2"
     status = call.status()
