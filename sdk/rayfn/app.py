@@ -11,6 +11,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 import cloudpickle
 
+from rayfn import _accepts
 from rayfn._client import get_client
 from rayfn._client.base import Client
 from rayfn._ids import new_call_id
@@ -181,6 +182,7 @@ class App:
             raise InvalidError(f"app {self.name!r} has no functions to deploy")
         payload = self._payload()
         client = get_client()
+        _accepts.settle()
         has_endpoints = any(f.options.web_endpoint for f in self.registered_functions.values())
         ray_settings = _ray_settings(client)
         if has_endpoints and ray_settings is None:
@@ -218,6 +220,7 @@ class App:
         suffix = ".run-" + new_call_id()[-10:].lower()
         ephemeral = self.name[: MAX_NAME_LENGTH - len(suffix)] + suffix
         client = get_client()
+        _accepts.settle()
         if self.registered_functions:
             client.deploy(ephemeral, self._payload(), True)
         self._running_name = ephemeral
@@ -225,6 +228,7 @@ class App:
             yield self
         finally:
             self._running_name = None
+            _accepts.settle()
             if self.registered_functions:
                 client.stop_app(ephemeral)
 
@@ -238,6 +242,7 @@ def stop_app(name: str) -> int:
     """Stop the deployed app ``name`` (its web endpoints too); returns how many unfinished
     calls were cancelled."""
     client = get_client()
+    _accepts.settle()
     ray_settings = _ray_settings(client)
     if ray_settings is not None and _deployed_with_endpoints(client, name):
         from rayfn_service.web import remove_endpoints

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
 
+from rayfn import _accepts
 from rayfn._client import get_client
 from rayfn._ids import validate_call_id
 from rayfn._payload import Outcome, unwrap
@@ -18,6 +19,9 @@ from rayfn.schemas import CallStatus
 __all__ = ["FunctionCall"]
 
 R = TypeVar("R")
+# Calls asked about per request while collecting: the oldest pending ones, which end
+# first; a bigger window costs the registry a lookup per ID on every request.
+POLL_WINDOW = 200
 
 
 def check_timeout(timeout: float | None) -> float | None:
@@ -44,25 +48,41 @@ class FunctionCall(Generic[R]):
 
     def __init__(self, object_id: str) -> None:
         self._object_id = validate_call_id(object_id)
+        self._queued = False
 
     @property
     def object_id(self) -> str:
+        """The call's ID; for a call spawned in a burst, read once the call is accepted."""
+        self._accepted()
         return self._object_id
 
+    def _accepted(self) -> None:
+        """Wait until a call this process queued is committed (see ``_accepts``)."""
+        _accepts.end_burst()
+        if self._queued:
+            _accepts.wait([self._object_id])
+            self._queued = False
+
     def __repr__(self) -> str:
-        return f"FunctionCall({self._object_id!r})"
+        return f"FunctionCall({self.object_id!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        self._accepted()  # another process cannot wait for this one's accept
+        return {"_object_id": self._object_id, "_queued": False}
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, FunctionCall) and other.object_id == self.object_id
+        return isinstance(other, FunctionCall) and other._object_id == self._object_id
 
     def __hash__(self) -> int:
         return hash(self._object_id)
 
     @classmethod
-    def _of_new_id(cls, call_id: str) -> FunctionCall[Any]:
-        """A handle for an ID this process just made (no need to check its form)."""
+    def _of_new_id(cls, call_id: str, queued: bool = False) -> FunctionCall[Any]:
+        """A handle for an ID this process just made (no need to check its form);
+        ``queued`` when its accept is still on its way."""
         call: FunctionCall[Any] = cls.__new__(cls)
         call._object_id = call_id
+        call._queued = queued
         return call
 
     @classmethod
@@ -78,6 +98,7 @@ class FunctionCall(Generic[R]):
         unfinished at the end of the timeout this raises ``TimeoutError``.
         """
         limit = check_timeout(timeout)
+        self._accepted()
         deadline = None if limit is None else time.monotonic() + limit
         client = get_client()
         while True:
@@ -93,12 +114,12 @@ class FunctionCall(Generic[R]):
 
     def status(self) -> CallStatus:
         """State, attempts, timestamps and error of the call."""
-        return get_client().status(self._object_id)
+        return get_client().status(self.object_id)
 
     def cancel(self, terminate_containers: bool = False) -> CallStatus:
         """Cancel the call: a queued call never runs, a running one is stopped and not
         retried. Cancelling a finished call changes nothing."""
-        return get_client().cancel(self._object_id)
+        return get_client().cancel(self.object_id)
 
     @staticmethod
     def gather(*function_calls: FunctionCall[Any]) -> list[Any]:
@@ -108,6 +129,10 @@ class FunctionCall(Generic[R]):
 
 def _gather(calls: Iterable[FunctionCall[Any]]) -> Iterable[Any]:
     calls = list(calls)
+    _accepts.end_burst()
+    _accepts.wait([c._object_id for c in calls if c._queued])  # one wait for all
+    for c in calls:
+        c._queued = False
     results = collect([c.object_id for c in calls], order_outputs=True, return_exceptions=False)
     return (value for _, value in results)
 
@@ -126,7 +151,7 @@ def collect(
     ready: dict[int, Any] = {}
     next_index = 0
     while pending:
-        outcomes = client.get_many(list(itertools.islice(pending, 5000)), 10.0)
+        outcomes = client.get_many(list(itertools.islice(pending, POLL_WINDOW)), 10.0)
         for outcome in outcomes:
             if not outcome.state.is_terminal():
                 continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
+from rayfn import _accepts
 from rayfn._client import get_client
 from rayfn._ids import new_call_ids
 from rayfn._names import validate_name
@@ -119,8 +120,8 @@ class Function(Generic[P, R]):
         self._check_callable()
         payload = self._encode(args, kwargs)
         (call_id,) = new_call_ids(1)
-        get_client().spawn(self.app_name, self._name, [(call_id, payload)])
-        return FunctionCall(call_id)
+        queued = _accepts.spawn(get_client(), self.app_name, self._name, call_id, payload)
+        return FunctionCall._of_new_id(call_id, queued)
 
     def remote(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function on the cluster and wait for its value."""

@@ -19,6 +19,9 @@ client_retry_seconds  how long a client keeps retrying while the registry restar
 wait_chunk_seconds  longest single wait the registry serves; longer ``get`` timeouts
                     are made of several such waits.
 spawn_batch_size    inputs per request in ``spawn_map``/``map``.
+spawn_burst_seconds  a ``spawn`` this soon after the previous one returns once queued,
+                    and its call is accepted in the background with others (see
+                    ``_accepts.py``); 0 makes every ``spawn`` wait for its accept.
 max_input_bytes     largest pickled arguments of one call (8 MiB); a larger input is
                     refused at spawn with ``InvalidError``. Kept below ``max_body_bytes``
                     so one input always fits in a REST request (base64 adds a third).
@@ -67,6 +70,7 @@ class Settings(BaseSettings):
     client_retry_seconds: float = Field(default=120.0, ge=0)
     wait_chunk_seconds: float = Field(default=20.0, gt=0)
     spawn_batch_size: int = Field(default=1000, ge=1)
+    spawn_burst_seconds: float = Field(default=0.05, ge=0)
     max_input_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     capacity_refresh_seconds: float = Field(default=5.0, gt=0)
     ray_auth_mode: str = Field(default_factory=lambda: os.environ.get("RAY_AUTH_MODE", "token"))

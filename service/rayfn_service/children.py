@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+import threading
 
 _PR_SET_CHILD_SUBREAPER = 36
 GRACE_SECONDS = 1.0
@@ -35,13 +36,25 @@ def _become_subreaper() -> None:
 
 
 def _direct_children() -> set[int]:
-    """This process's children, cheaply (/proc); psutil only when /proc cannot say."""
+    """This process's children, cheaply (/proc); psutil only when /proc cannot say.
+
+    Linux lists children per thread. Only threads running Python start processes for
+    user code, and orphans re-parented to this subreaper join the main thread's list, so
+    those threads are read, not the dozens of Ray's own native threads: this runs twice
+    per call."""
     pid = os.getpid()
     found: set[int] = set()
+    threads = {pid, *(t.native_id for t in threading.enumerate() if t.native_id)}
     try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                found.update(int(p) for p in f.read().split())
+        for tid in threads:
+            try:
+                fd = os.open(f"/proc/{pid}/task/{tid}/children", os.O_RDONLY)
+            except FileNotFoundError:  # the thread ended meanwhile
+                continue
+            try:
+                found.update(int(p) for p in os.read(fd, 1 << 16).split())
+            finally:
+                os.close(fd)
         return found
     except OSError:
         import psutil

@@ -197,7 +197,7 @@ class Dispatcher:
         if reason is not None:
             self._spawn_task(self._settle_error(claim, unrunnable(fn, reason)))
             return
-        ref = fn.task.remote(
+        ref = fn.task.remote((
             fn.code,
             (fn.app, fn.version, fn.name),
             claim.id,
@@ -205,7 +205,7 @@ class Dispatcher:
             claim.args,
             fn.options.timeout,
             self._registry_address,
-        )
+        ))
         attempt = Attempt(claim=claim, function=fn, ref=ref, submitted_at=time.monotonic())
         self.inflight[claim.id] = attempt
         queue.running += 1

@@ -41,7 +41,17 @@ logger = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 STORE_RETRY_SECONDS = 2.0
+# How long an answer about many calls waits for more to end once the first has.
+ANY_LINGER_SECONDS = 0.05
 DeployedFunction = tuple[str, str, bytes, str]  # name, options JSON, code, runtime_env JSON
+
+
+@dataclasses.dataclass
+class _AnyWaiter:
+    """A request waiting for any of several calls to end, and those that did."""
+
+    event: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    ended: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -66,10 +76,29 @@ def _needs_store(
     return guarded
 
 
+def _run_at_normal_priority() -> None:
+    """Undo the niceness Ray gives worker processes (15), as Ray does for its own job
+    supervisor: every call passes through the registry, and on a busy node it must not
+    wait behind the calls it dispatches. Needs the right to raise priority (root or
+    CAP_SYS_NICE); without it the registry keeps Ray's niceness."""
+    try:
+        threads = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        threads = [0]
+    for tid in threads:  # niceness is per thread on Linux; later threads inherit it
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, 0)
+        except OSError:
+            logger.debug("cannot raise the registry's priority", exc_info=True)
+            return
+
+
 class Registry:
     async def __init__(self, settings_json: str) -> None:  # type: ignore[misc]
+        _run_at_normal_priority()
         self._settings = Settings.model_validate_json(settings_json)
         self._waiters: dict[str, _Waiter] = {}
+        self._any_waiters: dict[str, list[_AnyWaiter]] = {}
         self._capacity = CapacityMonitor()
         self._started_at = time.time()
         self._store_problem: str | None = None
@@ -182,7 +211,8 @@ class Registry:
         cancelled, started = result
         self._dispatcher.cancel_all(started)
         # Wake whoever waits on a call that just ended (few waiters, however long the queue).
-        for record in self._store.get_calls(list(self._waiters), finished_only=True):
+        waited_on = list({*self._waiters, *self._any_waiters})
+        for record in self._store.get_calls(waited_on, finished_only=True):
             self._wake(record.id)
         self._catalog.refresh_current()
         self._catalog.forget_app(app)
@@ -308,50 +338,62 @@ class Registry:
         """The finished calls among ``call_ids``, waiting up to ``timeout`` for the first.
 
         With ``include_pending``, unfinished calls are listed too (state only). Without
-        it, pending calls cost a lookup in the store each and build nothing, so clients
-        may poll thousands of them at a time."""
+        it, pending calls cost one index lookup each and build nothing, so clients may
+        poll thousands at a time. Once one ends, the answer waits a moment for others,
+        so a client collecting many calls makes a request per handful, not per call."""
         for call_id in call_ids:
             validate_call_id(call_id)
-        if include_pending:
-            records = self._store.get_calls(call_ids)
-            self._check_known(call_ids, len(records))
-            if not any(r.state.is_terminal() for r in records) and timeout > 0:
-                await self._wait_any(call_ids, timeout)
-                records = self._store.get_calls(call_ids)
-            now = time.time()
-            return [outcome_of(r, now) for r in records]
-        done = self._store.get_calls(call_ids, finished_only=True)
-        self._check_known(call_ids, self._store.count_calls(call_ids))
-        if not done and timeout > 0:
-            await self._wait_any(call_ids, timeout)
-            done = self._store.get_calls(call_ids, finished_only=True)
-        now = time.time()
-        return [outcome_of(r, now) for r in done]
-
-    def _check_known(self, call_ids: Sequence[str], known: int) -> None:
-        if known < len(set(call_ids)):
-            found = {r.id for r in self._store.get_calls(call_ids)}
-            missing = next(c for c in call_ids if c not in found)
-            raise NotFoundError(f"no call with ID {missing}")
-
-    async def _wait_any(self, call_ids: Sequence[str], timeout: float) -> None:
-        """Return when one of the calls ends, or after ``timeout`` (capped)."""
         ids = list(dict.fromkeys(call_ids))
-        events = [self._waiter(call_id) for call_id in ids]
-        waits = [asyncio.ensure_future(e.wait()) for e in events]
+        # Listen before looking, so a call that ends in between is not missed.
+        waiter = self._listen(ids) if timeout > 0 else None
         try:
-            # Re-check after registering: one may have finished in between.
-            if not self._store.get_calls(ids, finished_only=True):
-                await asyncio.wait(
-                    waits,
-                    timeout=min(timeout, self._settings.wait_chunk_seconds),
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
+            states = self._store.call_states(ids)
+            if len(states) < len(ids):
+                missing = next(c for c in ids if c not in states)
+                raise NotFoundError(f"no call with ID {missing}")
+            done = [c for c, state in states.items() if state.is_terminal()]
+            if not done and waiter is not None:
+                await self._wait_for_any(waiter, timeout, linger=len(ids) > 1)
+                done = list(dict.fromkeys(waiter.ended))
         finally:
-            for w in waits:
-                w.cancel()
-            for call_id in ids:
-                self._release(call_id)
+            if waiter is not None:
+                self._unlisten(ids, waiter)
+        if include_pending:
+            records = self._store.get_calls(ids)
+        else:
+            records = self._store.get_calls(done, finished_only=True)
+        now = time.time()
+        return [outcome_of(r, now) for r in records]
+
+    def _listen(self, call_ids: list[str]) -> _AnyWaiter:
+        waiter = _AnyWaiter()
+        for call_id in call_ids:
+            self._any_waiters.setdefault(call_id, []).append(waiter)
+        return waiter
+
+    def _unlisten(self, call_ids: list[str], waiter: _AnyWaiter) -> None:
+        for call_id in call_ids:
+            listeners = self._any_waiters.get(call_id)
+            if listeners is None:
+                continue
+            try:
+                listeners.remove(waiter)
+            except ValueError:
+                pass
+            if not listeners:
+                del self._any_waiters[call_id]
+
+    async def _wait_for_any(self, waiter: _AnyWaiter, timeout: float, linger: bool) -> None:
+        """Until one call ends (then ``ANY_LINGER_SECONDS`` more when ``linger``), or
+        ``timeout`` (capped)."""
+        limit = min(timeout, self._settings.wait_chunk_seconds)
+        began = time.monotonic()
+        try:
+            await asyncio.wait_for(waiter.event.wait(), limit)
+        except asyncio.TimeoutError:
+            return
+        if linger:
+            await asyncio.sleep(min(ANY_LINGER_SECONDS, max(limit - (time.monotonic() - began), 0)))
 
     @_needs_store
     async def status(self, call_id: str) -> CallStatus:
@@ -452,6 +494,9 @@ class Registry:
         waiter = self._waiters.get(call_id)
         if waiter is not None:
             waiter.event.set()
+        for any_waiter in self._any_waiters.get(call_id, ()):
+            any_waiter.ended.append(call_id)
+            any_waiter.event.set()
 
     # ---- upkeep ------------------------------------------------------------------
 

@@ -291,3 +291,38 @@ def _wait_for_state(call: rayfn.FunctionCall[object], state: CallState) -> None:
     while call.status().state is not state:
         assert time.monotonic() < deadline, f"{call} never reached {state}"
         time.sleep(0.05)
+
+
+def test_a_burst_of_spawns_is_committed_before_ids_are_seen(unique_app: str) -> None:
+    """Spawns in a loop return once queued; each ID read is a committed call."""
+    app = rayfn.App(unique_app)
+
+    @app.function()
+    def double(x: int) -> int:
+        return 2 * x
+
+    deploy(app)
+    calls = [double.spawn(i) for i in range(300)]
+    ids = [c.object_id for c in calls]
+    assert len(set(ids)) == 300
+    for call_id in ids[::50]:  # a fresh handle asks the service, not this process
+        assert rayfn.FunctionCall.from_id(call_id).status().call_id == call_id
+    assert rayfn.FunctionCall.gather(*calls) == [2 * i for i in range(300)]
+
+
+def test_a_burst_into_a_stopped_app_is_refused(unique_app: str) -> None:
+    app = rayfn.App(unique_app)
+
+    @app.function()
+    def noop(x: int) -> int:
+        return x
+
+    deploy(app)
+    warm = [noop.spawn(i) for i in range(5)]
+    assert rayfn.FunctionCall.gather(*warm) == list(range(5))
+    # Stopped behind this process's back (as another process would): a burst of spawns
+    # is refused, at a spawn or when its calls are looked at.
+    rayfn._client.get_client().stop_app(unique_app)
+    with pytest.raises(NotFoundError):
+        ids = [call.object_id for call in [noop.spawn(i) for i in range(20)]]
+        raise AssertionError(f"accepted after the app stopped: {ids[:3]}")

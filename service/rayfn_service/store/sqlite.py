@@ -406,16 +406,16 @@ class SqliteStore:
             records.extend(_call_record(row, True) for row in rows)
         return records
 
-    def count_calls(self, call_ids: Sequence[str]) -> int:
-        """How many distinct calls among ``call_ids`` the store knows."""
-        known = 0
+    def call_states(self, call_ids: Sequence[str]) -> dict[str, CallState]:
+        """The state of each known call among ``call_ids`` (an index lookup each)."""
+        states: dict[str, CallState] = {}
         for part in chunks(list(dict.fromkeys(call_ids)), 500):
             marks = ",".join("?" * len(part))
-            row = self._read.execute(
-                f"SELECT COUNT(*) FROM calls WHERE id IN ({marks})", tuple(part)
-            ).fetchone()
-            known += int(row[0])
-        return known
+            rows = self._read.execute(
+                f"SELECT id, state FROM calls WHERE id IN ({marks})", tuple(part)
+            ).fetchall()
+            states.update((row[0], _STATE_OF[row[1]]) for row in rows)
+        return states
 
     def recover(self) -> int:
         """Put calls that were running or waiting to retry back in the queue."""
