@@ -46,7 +46,8 @@ def main() -> None:
     port = int(sys.argv[1])
     settings = get_settings()
     info = HeadInfo.load(settings)
-    connect_driver(settings.address or (info.address if info else "auto"), settings)
+    connect_driver(settings.address or (info.address if info else "auto"), settings,
+                   log_to_driver=False)
     uvicorn.run(combined(create_app(settings)), host="127.0.0.1", port=port,
                 log_level="warning", access_log=False)
 

@@ -151,12 +151,15 @@ def ensure_registry(settings: Settings) -> Any:
     return handle
 
 
-def connect_driver(address: str, settings: Settings) -> None:
+def connect_driver(address: str, settings: Settings, log_to_driver: bool = True) -> None:
+    """Join the cluster as a Ray driver. ``log_to_driver=False`` for a server: printing
+    every worker's output would take its CPU (and its GIL) away from requests."""
     settings.apply_ray_environment()
     if ray.is_initialized():
         return
     try:
-        ray.init(address=address, logging_level=logging.WARNING, configure_logging=False)
+        ray.init(address=address, logging_level=logging.WARNING, configure_logging=False,
+                 log_to_driver=log_to_driver)
     except Exception as exc:
         raise ConnectionError(f"cannot reach the Ray cluster at {address}: {exc}") from exc
 

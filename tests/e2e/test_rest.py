@@ -7,6 +7,7 @@ server, the way a client in another language would use it.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import json
@@ -189,6 +190,32 @@ def test_batch_spawn(rest: httpx.Client, unique_app: str) -> None:
     assert_rejected_json(rest.post(route, json={"inputs": []}))
     assert_rejected_json(rest.post(route, json={"inputs": {"args": [1]}}))
     assert_rejected_json(rest.post(route, json={"inputs": [{"args": [1]}], "extra": 1}))
+
+
+def test_concurrent_submits_are_each_accepted_and_one_bad_input_fails_alone(
+    rest: httpx.Client, unique_app: str
+) -> None:
+    """Submits that arrive together share a request to the registry; an input over the
+    size limit among them is refused alone and the others are accepted."""
+    deploy_basic(unique_app)
+    route = f"/v1/apps/{unique_app}/functions/echo/calls"
+    too_big = "x" * (get_settings().max_input_bytes + 1)
+
+    async def submit_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=str(rest.base_url), headers=rest.headers,
+                                     timeout=120) as client:
+            bodies = [{"args": [i]} for i in range(60)]
+            bodies.insert(30, {"args": [too_big]})
+            return await asyncio.gather(*(client.post(route, json=b) for b in bodies))
+
+    responses = asyncio.run(submit_all())
+    bad = responses.pop(30)
+    assert bad.status_code == 400 and bad.json()["error"]["type"] == "InvalidError"
+    assert [r.status_code for r in responses] == [202] * 60
+    call_ids = [r.json()["call_id"] for r in responses]
+    assert len(set(call_ids)) == 60
+    results = [rest.get(f"/v1/calls/{c}/result", params={"wait": 60}) for c in call_ids]
+    assert [r.json()["args"] for r in results] == [[i] for i in range(60)]
 
 
 def test_unknown_and_malformed_call_ids(rest: httpx.Client) -> None:

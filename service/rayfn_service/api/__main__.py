@@ -36,7 +36,7 @@ def main() -> None:
     warn_if_exposed(settings.server_host)
     info = HeadInfo.load(settings)
     address = settings.address or (info.address if info else "auto")
-    connect_driver(address, settings)
+    connect_driver(address, settings, log_to_driver=False)
     uvicorn.run(create_app(settings), host=settings.server_host, port=settings.server_port,
                 log_level="info", access_log=False)
 

@@ -1,8 +1,15 @@
-"""The REST server's way to the registry: awaited actor calls, retried across restarts."""
+"""The REST server's way to the registry: awaited actor calls, retried across restarts.
+
+Submissions to one function that arrive while the previous one is on its way to the
+registry are sent together in one request (one commit), each answered once it is
+committed, so many concurrent clients cost the registry a request per batch, not per
+call. Requests with an Idempotency-Key go alone: the registry records one key each.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import sqlite3
 import time
@@ -13,6 +20,7 @@ import ray
 from ray.exceptions import RayTaskError
 
 from rayfn._client.ray import RETRYABLE, registry_error
+from rayfn._payload import check_input_size
 from rayfn.exception import ConnectionError, Error
 from rayfn.settings import Settings
 from rayfn_service.names import REGISTRY_ACTOR
@@ -23,11 +31,25 @@ logger = logging.getLogger(__name__)
 
 
 
+Calls = list[tuple[str, bytes]]
+
+
+@dataclasses.dataclass
+class _SpawnQueue:
+    """Submissions to one function waiting for the request before theirs to be answered."""
+
+    waiting: list[tuple[Calls, asyncio.Future[list[str]]]] = dataclasses.field(
+        default_factory=list)
+    wake: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    sender: asyncio.Task[None] | None = None
+
+
 class Registry:
     """Async calls to the registry actor; rayfn errors come back as themselves."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self._spawn_queues: dict[tuple[str, str], _SpawnQueue] = {}
         self._handle: Any = None
         self._reader: StoreReader | None = None
         self._reader_checked = False
@@ -57,6 +79,48 @@ class Registry:
                 logger.info("registry unavailable; retrying in %.1f s", delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    async def spawn(
+        self, app: str, function: str, calls: Calls, idempotency: tuple[str, str] | None
+    ) -> list[str]:
+        """Accept calls; answer once they are committed."""
+        if idempotency is not None:
+            accepted: list[str] = await self.call("spawn", app, function, calls, idempotency)
+            return accepted
+        for _, payload in calls:  # checked here: one bad input must not fail a batch
+            check_input_size(payload, self._settings.max_input_bytes, f"{app}.{function}")
+        queue = self._spawn_queues.get((app, function))
+        if queue is None:
+            queue = self._spawn_queues[(app, function)] = _SpawnQueue()
+            queue.sender = asyncio.get_running_loop().create_task(
+                self._send_spawns(app, function, queue))
+        answer: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+        queue.waiting.append((calls, answer))
+        queue.wake.set()
+        return await answer
+
+    async def _send_spawns(self, app: str, function: str, queue: _SpawnQueue) -> None:
+        limit = self._settings.spawn_batch_size
+        while True:
+            await queue.wake.wait()
+            queue.wake.clear()
+            while queue.waiting:
+                taken, size = 0, 0
+                while taken < len(queue.waiting) and (taken == 0 or size < limit):
+                    size += len(queue.waiting[taken][0])
+                    taken += 1
+                batch, queue.waiting = queue.waiting[:taken], queue.waiting[taken:]
+                try:
+                    await self.call("spawn", app, function,
+                                    [c for calls, _ in batch for c in calls], None)
+                except Exception as exc:
+                    for _, answer in batch:
+                        if not answer.done():  # its client may have gone away
+                            answer.set_exception(exc)
+                    continue
+                for calls, answer in batch:
+                    if not answer.done():
+                        answer.set_result([call_id for call_id, _ in calls])
 
     async def alive(self) -> bool:
         try:

@@ -103,10 +103,9 @@ async def _spawn(
     if idempotency_key is not None:
         idempotency = (f"{app}/{function}/{idempotency_key}",
                        _request_hash(app, function, body))
-    accepted: list[str] = await registry(request).call(
-        "spawn", app, function, list(zip(ids, payloads, strict=True)), idempotency
+    return await registry(request).spawn(
+        app, function, list(zip(ids, payloads, strict=True)), idempotency
     )
-    return accepted
 
 
 @router.post(
@@ -169,7 +168,7 @@ async def spawn_pickled(
     validate_name("app", app)
     validate_name("function", function)
     calls = [(validate_call_id(c.call_id), c.args) for c in body.calls]
-    ids: list[str] = await registry(request).call("spawn", app, function, calls, None)
+    ids = await registry(request).spawn(app, function, calls, None)
     return BatchSpawnResponse(call_ids=ids)
 
 
