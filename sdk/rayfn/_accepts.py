@@ -22,6 +22,7 @@ import atexit
 import collections
 import dataclasses
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable
@@ -126,17 +127,19 @@ class AcceptPipeline:
                 self._send(batch)
 
     def _send(self, batch: _Batch) -> None:
-        refusal: BaseException | None = None
-        try:
-            size = get_settings().spawn_batch_size
-            batch.client.spawn_batches(
-                batch.app, batch.name,
-                (batch.calls[i:i + size] for i in range(0, len(batch.calls), size)),
-            )
-        except BaseException as exc:  # handed to whoever looks at these calls
-            refusal = exc
+        size = get_settings().spawn_batch_size
+        for start in range(0, len(batch.calls), size):
+            chunk = batch.calls[start:start + size]
+            refusal: BaseException | None = None
+            try:
+                batch.client.spawn(batch.app, batch.name, chunk)
+            except BaseException as exc:  # handed to whoever looks at these calls
+                refusal = exc
+            self._answered(chunk, refusal)
+
+    def _answered(self, calls: list[tuple[str, bytes]], refusal: BaseException | None) -> None:
         with self._cond:
-            for call_id, _ in batch.calls:
+            for call_id, _ in calls:
                 self._unconfirmed.discard(call_id)
                 if refusal is not None:
                     self._refused[call_id] = refusal
@@ -148,6 +151,15 @@ class AcceptPipeline:
 
 
 _pipeline = AcceptPipeline()
+
+
+def _forget_in_child() -> None:
+    """A forked child has no sender thread and will never hear about its parent's queue."""
+    global _pipeline
+    _pipeline = AcceptPipeline()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def spawn(client: Client, app: str, name: str, call_id: str, payload: bytes) -> bool:

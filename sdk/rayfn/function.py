@@ -116,7 +116,8 @@ class Function(Generic[P, R]):
         return check_input_size(payload, get_settings().max_input_bytes, self._name)
 
     def spawn(self, *args: P.args, **kwargs: P.kwargs) -> FunctionCall[R]:
-        """Queue one call and return its handle at once; the call is durable on return."""
+        """Queue one call and return its handle at once. Its ID can be read only once the
+        call is committed; in a burst of spawns, commits are batched (see ``_accepts``)."""
         self._check_callable()
         payload = self._encode(args, kwargs)
         (call_id,) = new_call_ids(1)

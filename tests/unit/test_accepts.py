@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pickle
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -32,11 +32,6 @@ class RecordingClient:
             self.requests.append([c for c, _ in calls])
         if self.refuse is not None:
             raise self.refuse
-
-    def spawn_batches(self, app: str, name: str,
-                      batches: Iterable[Sequence[tuple[str, bytes]]]) -> None:
-        for batch in batches:
-            self.spawn(app, name, batch)
 
 
 @pytest.fixture
