@@ -40,6 +40,12 @@ class Capacity:
     autoscaler_unknown: bool = False  # an autoscaler runs whose node types are unknown
     known: bool = False  # False until the cluster was read once: then nothing is refused
 
+    @property
+    def single_node(self) -> bool:
+        """One node, and no autoscaler that could add another."""
+        return (self.known and len(self.nodes) == 1 and not self.node_types
+                and not self.autoscaler_unknown)
+
     def shortfall(self, shape: Shape) -> str | None:
         """None when a present or addable node fits ``shape``; else why none does."""
         if not self.known or self.autoscaler_unknown:

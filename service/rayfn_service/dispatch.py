@@ -121,12 +121,18 @@ class Dispatcher:
             attempt.node_id = node_id
 
     def running_by_node(self) -> dict[tuple[str, str], dict[str, int]]:
-        """Attempts that have started, per function and node (pending ones are not here)."""
+        """Attempts that have started, per function and node (pending ones are not here).
+
+        On a cluster of one node attempts do not report: every attempt in Ray is counted
+        on that node, whether it runs or waits there for a CPU."""
+        only_node = ray.get_runtime_context().get_node_id() if self._capacity().single_node \
+            else None
         counts: dict[tuple[str, str], dict[str, int]] = {}
         for attempt in self.inflight.values():
-            if attempt.node_id is not None:
+            node = attempt.node_id or only_node
+            if node is not None:
                 per_node = counts.setdefault((attempt.claim.app, attempt.claim.function), {})
-                per_node[attempt.node_id] = per_node.get(attempt.node_id, 0) + 1
+                per_node[node] = per_node.get(node, 0) + 1
         return counts
 
     async def _pump(self, queue: FunctionQueue) -> None:
@@ -193,7 +199,8 @@ class Dispatcher:
                 )
             )
             return
-        reason = self._capacity().shortfall(shape_of(fn.options.ray_options()))
+        capacity = self._capacity()
+        reason = capacity.shortfall(shape_of(fn.options.ray_options()))
         if reason is not None:
             self._spawn_task(self._settle_error(claim, unrunnable(fn, reason)))
             return
@@ -205,6 +212,7 @@ class Dispatcher:
             claim.args,
             fn.options.timeout,
             self._registry_address,
+            not capacity.single_node,  # on one node, where it runs needs no report
         ))
         attempt = Attempt(claim=claim, function=fn, ref=ref, submitted_at=time.monotonic())
         self.inflight[claim.id] = attempt

@@ -58,9 +58,6 @@ _functions: collections.OrderedDict[FunctionKey, Callable[..., Any]] = collectio
 # How long past its deadline an attempt may stay uninterrupted before the watchdog asks
 # the registry to kill its worker.
 STUCK_GRACE_SECONDS = 5.0
-# An attempt running this long reports its node to the registry.
-REPORT_AFTER_SECONDS = 0.5
-WATCHDOG_TICK_SECONDS = 0.5
 
 
 class AttemptTimeout(BaseException):
@@ -79,18 +76,11 @@ class _Running:
     registry: tuple[str, str]
     call_id: str
     attempt: int
-    started: float
     deadline: float
-    reported: bool = False
 
 
 class _Watchdog:
-    """One thread per worker that tells the registry about the attempt running here.
-
-    Once an attempt has run ``REPORT_AFTER_SECONDS`` it reports which node runs it (for
-    ``rayfn status``): a short call is over before anyone could look, so it sends
-    nothing. An attempt stuck past its deadline is reported so that the registry kills
-    the worker."""
+    """One thread per worker that reports attempts stuck past their deadline."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -111,24 +101,15 @@ class _Watchdog:
 
     def _run(self) -> None:
         while True:
-            time.sleep(WATCHDOG_TICK_SECONDS)
-            now = time.time()
+            time.sleep(1.0)
             with self._lock:
                 current = self._current
-                if current is None:
+                if current is None or time.time() < current.deadline + STUCK_GRACE_SECONDS:
                     continue
-                report = not current.reported and now >= current.started + REPORT_AFTER_SECONDS
-                stuck = now >= current.deadline + STUCK_GRACE_SECONDS
-                current.reported = current.reported or report
-                if stuck:
-                    self._current = None
+                self._current = None
             try:  # the registry may be restarting: it re-queues running calls on start
-                registry = _registry(current.registry)
-                if report:
-                    registry.attempt_started.remote(current.call_id, current.attempt,
-                                                    ray.get_runtime_context().get_node_id())
-                if stuck:
-                    registry.attempt_stuck.remote(current.call_id, current.attempt)
+                _registry(current.registry).attempt_stuck.remote(current.call_id,
+                                                                 current.attempt)
             except Exception:
                 _registries.pop(current.registry, None)
 
@@ -145,6 +126,15 @@ def _registry(address: tuple[str, str]) -> Any:
     if handle is None:
         handle = _registries[address] = ray.get_actor(address[1], namespace=address[0])
     return handle
+
+
+def _report_start(registry: tuple[str, str], call_id: str, attempt: int) -> None:
+    """Tell the registry which node runs this attempt (for ``rayfn status``); best effort."""
+    try:
+        _registry(registry).attempt_started.remote(call_id, attempt,
+                                                   ray.get_runtime_context().get_node_id())
+    except Exception:  # the registry may be restarting; the node is then shown as unknown
+        _registries.pop(registry, None)
 
 
 def _load(key: FunctionKey, code: Code) -> Callable[..., Any]:
@@ -203,14 +193,19 @@ def execute(
     args: bytes,
     timeout: float,
     registry: tuple[str, str],
+    report_node: bool = True,
 ) -> Outcome:
+    """Run one attempt. ``report_node``: tell the registry where it runs (a message per
+    attempt, so the dispatcher asks only when the cluster has more than one node)."""
     started = time.time()
     set_in_cluster_namespace(registry[0])  # spawns from inside go to the same registry
+    if report_node:
+        _report_start(registry, call_id, attempt)
     try:
         fn = _load(key, code)
     except Exception as exc:
         return ("error", error_of(ExecutionError, f"cannot load function {key[2]!r}: {exc!r}"))
-    _watchdog.watch(_Running(registry, call_id, attempt, started, started + timeout))
+    _watchdog.watch(_Running(registry, call_id, attempt, started + timeout))
     before = children.started()
     try:
         return _run_with_deadline(fn, key[2], args, timeout)
@@ -229,7 +224,7 @@ def execute(
         _accepts.flush()  # calls the function spawned are committed before it counts as done
 
 
-Attempt = tuple[Code, FunctionKey, str, int, bytes, float, tuple[str, str]]
+Attempt = tuple[Code, FunctionKey, str, int, bytes, float, tuple[str, str], bool]
 
 
 def execute_packed(attempt: Attempt) -> Outcome:

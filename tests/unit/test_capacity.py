@@ -123,3 +123,12 @@ def test_children_left_by_an_attempt_are_ended(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "daemon.pid")],
                           capture_output=True, text=True, timeout=60)
     assert done.stdout.strip().endswith("ok"), done.stdout + done.stderr
+
+
+def test_single_node_only_without_an_autoscaler_that_could_add_one() -> None:
+    one = {"CPU": 2.0}
+    assert Capacity(nodes=(one,), known=True).single_node
+    assert not Capacity(nodes=(one, one), known=True).single_node
+    assert not Capacity(nodes=(one,), node_types=(one,), known=True).single_node
+    assert not Capacity(nodes=(one,), autoscaler_unknown=True, known=True).single_node
+    assert not Capacity(nodes=(one,)).single_node  # not read yet: assume more may come
