@@ -152,6 +152,11 @@ class Dispatcher:
                 queue.kick.set()
 
     async def _fill(self, queue: FunctionQueue) -> None:
+        # Refill once a quarter of the window is free (any free slot in a small window):
+        # one claim then takes many calls, instead of one claim and one pump cycle for
+        # every call that ends, and Ray still holds enough to keep its workers busy.
+        if queue.running > queue.window - max(1, queue.window // 4) and not queue.retry_ready:
+            return
         while queue.running < queue.window:
             free = queue.window - queue.running
             claims: list[Claim] = []

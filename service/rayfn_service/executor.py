@@ -232,5 +232,3 @@ def execute_packed(attempt: Attempt) -> Outcome:
     its own, and one argument instead of seven makes a submit about three times cheaper."""
     return execute(*attempt)
 
-
-remote_execute = ray.remote(execute_packed)
