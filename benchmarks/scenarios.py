@@ -44,18 +44,17 @@ def trivial(n: int) -> list[Row]:
     app.deploy()
     raw = ray.remote(echo.get_raw_f())
 
-    def with_rayfn(k: int) -> None:
-        calls = [echo.spawn(i) for i in range(k)]
-        assert rayfn.FunctionCall.gather(*calls) == list(range(k))
+    def with_rayfn() -> None:
+        calls = [echo.spawn(i) for i in range(n)]
+        assert rayfn.FunctionCall.gather(*calls) == list(range(n))
 
-    def with_ray(k: int) -> None:
-        assert ray.get([raw.remote(i) for i in range(k)]) == list(range(k))
+    def with_ray() -> None:
+        assert ray.get([raw.remote(i) for i in range(n)]) == list(range(n))
 
-    warm = min(n, 200)  # warmed as the other scenarios are (see WARM_CALLS)
-    with_ray(warm)
-    t_ray = timed(lambda: with_ray(n))
-    with_rayfn(warm)
-    t_rayfn = timed(lambda: with_rayfn(n))
+    warm_raw(raw)
+    t_ray = timed(with_ray)
+    warm_rayfn(echo)
+    t_rayfn = timed(with_rayfn)
     app.stop()
     return [Row(f"1. {n:,} trivial calls: spawn each, get all", "throughput", n / t_rayfn,
                 n / t_ray, "calls/s")]

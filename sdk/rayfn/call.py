@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Generic, TypeVar
 
 from rayfn import _accepts
@@ -57,11 +57,7 @@ class FunctionCall(Generic[R]):
         return self._object_id
 
     def _accepted(self) -> None:
-        """Wait until a call this process queued is committed (see ``_accepts``)."""
-        _accepts.end_burst()
-        if self._queued:
-            _accepts.wait([self._object_id])
-            self._queued = False
+        _accept_all((self,))
 
     def __repr__(self) -> str:
         return f"FunctionCall({self.object_id!r})"
@@ -127,13 +123,22 @@ class FunctionCall(Generic[R]):
         return list(_gather(function_calls))
 
 
+def _accept_all(calls: Sequence[FunctionCall[Any]]) -> None:
+    """Wait, once for all, until the calls this process queued are committed (see
+    ``_accepts``); raises what refused one of them."""
+    _accepts.end_burst()
+    queued = [c for c in calls if c._queued]
+    if queued:
+        _accepts.wait([c._object_id for c in queued])
+        for c in queued:
+            c._queued = False
+
+
 def _gather(calls: Iterable[FunctionCall[Any]]) -> Iterable[Any]:
     calls = list(calls)
-    _accepts.end_burst()
-    _accepts.wait([c._object_id for c in calls if c._queued])  # one wait for all
-    for c in calls:
-        c._queued = False
-    results = collect([c.object_id for c in calls], order_outputs=True, return_exceptions=False)
+    _accept_all(calls)
+    results = collect([c._object_id for c in calls], order_outputs=True,
+                      return_exceptions=False)
     return (value for _, value in results)
 
 

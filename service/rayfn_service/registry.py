@@ -47,19 +47,11 @@ DeployedFunction = tuple[str, str, bytes, str]  # name, options JSON, code, runt
 
 
 @dataclasses.dataclass
-class _AnyWaiter:
-    """A request waiting for any of several calls to end, and those that did."""
+class _Waiter:
+    """A request waiting for one of its calls to end, and those that did."""
 
     event: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     ended: list[str] = dataclasses.field(default_factory=list)
-
-
-@dataclasses.dataclass
-class _Waiter:
-    """Requests waiting for one call to end; dropped when the last one leaves."""
-
-    event: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
-    users: int = 0
 
 
 def _needs_store(
@@ -97,8 +89,7 @@ class Registry:
     async def __init__(self, settings_json: str) -> None:  # type: ignore[misc]
         _run_at_normal_priority()
         self._settings = Settings.model_validate_json(settings_json)
-        self._waiters: dict[str, _Waiter] = {}
-        self._any_waiters: dict[str, list[_AnyWaiter]] = {}
+        self._waiters: dict[str, list[_Waiter]] = {}  # call ID -> requests waiting on it
         self._capacity = CapacityMonitor()
         self._started_at = time.time()
         self._store_problem: str | None = None
@@ -211,7 +202,7 @@ class Registry:
         cancelled, started = result
         self._dispatcher.cancel_all(started)
         # Wake whoever waits on a call that just ended (few waiters, however long the queue).
-        waited_on = list({*self._waiters, *self._any_waiters})
+        waited_on = list(self._waiters)
         for record in self._store.get_calls(waited_on, finished_only=True):
             self._wake(record.id)
         self._catalog.refresh_current()
@@ -365,36 +356,6 @@ class Registry:
         now = time.time()
         return [outcome_of(r, now) for r in records]
 
-    def _listen(self, call_ids: list[str]) -> _AnyWaiter:
-        waiter = _AnyWaiter()
-        for call_id in call_ids:
-            self._any_waiters.setdefault(call_id, []).append(waiter)
-        return waiter
-
-    def _unlisten(self, call_ids: list[str], waiter: _AnyWaiter) -> None:
-        for call_id in call_ids:
-            listeners = self._any_waiters.get(call_id)
-            if listeners is None:
-                continue
-            try:
-                listeners.remove(waiter)
-            except ValueError:
-                pass
-            if not listeners:
-                del self._any_waiters[call_id]
-
-    async def _wait_for_any(self, waiter: _AnyWaiter, timeout: float, linger: bool) -> None:
-        """Until one call ends (then ``ANY_LINGER_SECONDS`` more when ``linger``), or
-        ``timeout`` (capped)."""
-        limit = min(timeout, self._settings.wait_chunk_seconds)
-        began = time.monotonic()
-        try:
-            await asyncio.wait_for(waiter.event.wait(), limit)
-        except asyncio.TimeoutError:
-            return
-        if linger:
-            await asyncio.sleep(min(ANY_LINGER_SECONDS, max(limit - (time.monotonic() - began), 0)))
-
     @_needs_store
     async def status(self, call_id: str) -> CallStatus:
         return status_of(self._record(call_id, with_payload=True), time.time())
@@ -464,39 +425,52 @@ class Registry:
 
     # ---- waiting -----------------------------------------------------------------
 
-    def _waiter(self, call_id: str) -> asyncio.Event:
-        waiter = self._waiters.get(call_id)
-        if waiter is None:
-            waiter = self._waiters[call_id] = _Waiter()
-        waiter.users += 1
-        return waiter.event
+    def _listen(self, call_ids: list[str]) -> _Waiter:
+        waiter = _Waiter()
+        for call_id in call_ids:
+            self._waiters.setdefault(call_id, []).append(waiter)
+        return waiter
 
-    def _release(self, call_id: str) -> None:
-        waiter = self._waiters.get(call_id)
-        if waiter is not None:
-            waiter.users -= 1
-            if waiter.users <= 0:
+    def _unlisten(self, call_ids: list[str], waiter: _Waiter) -> None:
+        for call_id in call_ids:
+            listeners = self._waiters.get(call_id)
+            if listeners is None:
+                continue
+            try:
+                listeners.remove(waiter)
+            except ValueError:
+                pass
+            if not listeners:
                 del self._waiters[call_id]
 
-    async def _wait(self, call_id: str, timeout: float) -> None:
-        event = self._waiter(call_id)
+    async def _wait_for_any(self, waiter: _Waiter, timeout: float, linger: bool) -> None:
+        """Until one call ends (then ``ANY_LINGER_SECONDS`` more when ``linger``), or
+        ``timeout`` (capped)."""
+        limit = min(timeout, self._settings.wait_chunk_seconds)
+        began = time.monotonic()
         try:
-            # Re-check after registering: the call may have finished in between.
+            await asyncio.wait_for(waiter.event.wait(), limit)
+        except asyncio.TimeoutError:
+            return
+        if linger:
+            await asyncio.sleep(min(ANY_LINGER_SECONDS, max(limit - (time.monotonic() - began), 0)))
+
+    async def _wait(self, call_id: str, timeout: float) -> None:
+        """Until the call ends, or ``timeout``."""
+        waiter = self._listen([call_id])  # before the check, so an end is not missed
+        try:
             record = self._store.get_call(call_id, with_payload=False)
             if record is not None and not record.state.is_terminal():
-                await asyncio.wait_for(event.wait(), timeout)
+                await asyncio.wait_for(waiter.event.wait(), timeout)
         except asyncio.TimeoutError:
             pass
         finally:
-            self._release(call_id)
+            self._unlisten([call_id], waiter)
 
     def _wake(self, call_id: str) -> None:
-        waiter = self._waiters.get(call_id)
-        if waiter is not None:
+        for waiter in self._waiters.get(call_id, ()):
+            waiter.ended.append(call_id)
             waiter.event.set()
-        for any_waiter in self._any_waiters.get(call_id, ()):
-            any_waiter.ended.append(call_id)
-            any_waiter.event.set()
 
     # ---- upkeep ------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ call. Requests with an Idempotency-Key go alone: the registry records one key ea
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import logging
 import sqlite3
@@ -38,8 +39,8 @@ Calls = list[tuple[str, bytes]]
 class _SpawnQueue:
     """Submissions to one function waiting for the request before theirs to be answered."""
 
-    waiting: list[tuple[Calls, asyncio.Future[list[str]]]] = dataclasses.field(
-        default_factory=list)
+    waiting: collections.deque[tuple[Calls, asyncio.Future[list[str]]]] = dataclasses.field(
+        default_factory=collections.deque)
     wake: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     sender: asyncio.Task[None] | None = None
 
@@ -105,11 +106,11 @@ class Registry:
             await queue.wake.wait()
             queue.wake.clear()
             while queue.waiting:
-                taken, size = 0, 0
-                while taken < len(queue.waiting) and (taken == 0 or size < limit):
-                    size += len(queue.waiting[taken][0])
-                    taken += 1
-                batch, queue.waiting = queue.waiting[:taken], queue.waiting[taken:]
+                batch = [queue.waiting.popleft()]  # then more, up to ~limit calls
+                size = len(batch[0][0])
+                while queue.waiting and size < limit:
+                    batch.append(queue.waiting.popleft())
+                    size += len(batch[-1][0])
                 try:
                     await self.call("spawn", app, function,
                                     [c for calls, _ in batch for c in calls], None)
