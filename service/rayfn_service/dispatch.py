@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import dataclasses
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -41,18 +43,6 @@ logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
-class Attempt:
-    claim: Claim
-    function: RuntimeFunction
-    ref: ray.ObjectRef[Any]
-    submitted_at: float  # monotonic
-    cancelled: bool = False
-    timed_out: bool = False
-    node_id: str | None = None  # reported by the executor once the attempt starts
-    unrunnable: str | None = None  # why no node can ever run it (the cluster shrank)
-
-
-@dataclasses.dataclass
 class FunctionQueue:
     app: str
     name: str
@@ -61,6 +51,19 @@ class FunctionQueue:
     kick: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     retry_ready: collections.deque[str] = dataclasses.field(default_factory=collections.deque)
     pump: asyncio.Task[None] | None = None
+
+
+@dataclasses.dataclass
+class Attempt:
+    claim: Claim
+    function: RuntimeFunction
+    queue: FunctionQueue
+    ref: ray.ObjectRef[Any]
+    submitted_at: float  # monotonic
+    cancelled: bool = False
+    timed_out: bool = False
+    node_id: str | None = None  # reported by the executor once the attempt starts
+    unrunnable: str | None = None  # why no node can ever run it (the cluster shrank)
 
 
 class Dispatcher:
@@ -89,6 +92,11 @@ class Dispatcher:
         # Calls cancelled while their claim was on its way from the store to Ray.
         self._cancel_before_start: set[str] = set()
         self._background: set[asyncio.Task[Any]] = set()
+        # Attempts Ray has finished, handed over from Ray's thread and settled in batches:
+        # one loop wake-up and one store write for all that ended meanwhile.
+        self._ended: list[tuple[Attempt, concurrent.futures.Future[Any]]] = []
+        self._ended_lock = threading.Lock()
+        self._loop = asyncio.get_running_loop()
         self.metrics = Metrics()
 
     # ---- queues ------------------------------------------------------------------
@@ -219,10 +227,11 @@ class Dispatcher:
             self._registry_address,
             not capacity.single_node,  # on one node, where it runs needs no report
         ))
-        attempt = Attempt(claim=claim, function=fn, ref=ref, submitted_at=time.monotonic())
+        attempt = Attempt(claim=claim, function=fn, queue=queue, ref=ref,
+                          submitted_at=time.monotonic())
         self.inflight[claim.id] = attempt
         queue.running += 1
-        self._spawn_task(self._watch(queue, attempt))
+        ref.future().add_done_callback(functools.partial(self._attempt_ended, attempt))
 
     def _spawn_task(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -246,27 +255,47 @@ class Dispatcher:
                 attempt.unrunnable = reason
                 ray.cancel(attempt.ref, force=True)
 
-    async def _watch(self, queue: FunctionQueue, attempt: Attempt) -> None:
-        future = asyncio.wrap_future(attempt.ref.future())
-        try:
-            await asyncio.wait([future])
-        finally:
-            self.metrics.attempt_duration(
-                queue.app, queue.name, time.monotonic() - attempt.submitted_at
-            )
+    def _attempt_ended(self, attempt: Attempt, future: concurrent.futures.Future[Any]) -> None:
+        """On Ray's thread: hand the ended attempt to the loop, waking it once per batch."""
+        with self._ended_lock:
+            self._ended.append((attempt, future))
+            if len(self._ended) > 1:
+                return  # a wake-up is already on its way
+        self._loop.call_soon_threadsafe(self._settle_ended)
+
+    def _settle_ended(self) -> None:
+        with self._ended_lock:
+            ended, self._ended = self._ended, []
+        now = time.monotonic()
+        succeeded: list[tuple[Attempt, bytes, str | None]] = []
+        for attempt, future in ended:
+            queue = attempt.queue
+            self.metrics.attempt_duration(queue.app, queue.name, now - attempt.submitted_at)
             queue.running -= 1
-            self.inflight.pop(attempt.claim.id, None)
+            if self.inflight.get(attempt.claim.id) is attempt:
+                del self.inflight[attempt.claim.id]
             queue.kick.set()
+            plain = not (attempt.cancelled or attempt.timed_out or attempt.unrunnable)
+            if plain and future.exception() is None:
+                kind, payload = future.result()
+                if kind == "ok":
+                    succeeded.append((attempt, *payload))
+                    continue
+            self._spawn_task(self._settle(attempt, future))
+        if succeeded:
+            self._spawn_task(self._finish_succeeded(succeeded))
+
+    async def _settle(self, attempt: Attempt, future: concurrent.futures.Future[Any]) -> None:
+        """Settle an attempt that did not simply succeed."""
+        queue = attempt.queue
         if attempt.cancelled:
             future.exception()  # retrieved: the cancellation error is expected
             return
         if attempt.unrunnable is not None:
-            future.exception()
             await self._settle_error(attempt.claim,
                                      unrunnable(attempt.function, attempt.unrunnable))
             return
         if attempt.timed_out:
-            future.exception()
             timeout = attempt.function.options.timeout
             await self._settle_failure(queue, attempt, CallState.TIMED_OUT, error_of(
                 FunctionTimeoutError,
@@ -277,7 +306,7 @@ class Dispatcher:
         await self._settle_done(queue, attempt, future)
 
     async def _settle_done(
-        self, queue: FunctionQueue, attempt: Attempt, future: asyncio.Future[Any]
+        self, queue: FunctionQueue, attempt: Attempt, future: concurrent.futures.Future[Any]
     ) -> None:
         try:
             kind, payload = future.result()
@@ -330,6 +359,35 @@ class Dispatcher:
     async def _settle_error(self, claim: Claim, error: ErrorInfo) -> None:
         await self._finish(claim, CallState.FAILED, error=error)
 
+    async def _finish_succeeded(self, succeeded: list[tuple[Attempt, bytes, str | None]]) -> None:
+        now = time.time()
+        write = functools.partial(
+            self._store.finish_succeeded,
+            [(attempt.claim.id, result, as_json) for attempt, result, as_json in succeeded],
+            now=now,
+            expires_at=now + self._retention,
+        )
+        await self._write_outcome(write, len(succeeded))
+        for attempt, _, _ in succeeded:
+            self.metrics.outcome(attempt.claim.app, attempt.claim.function,
+                                 CallState.SUCCEEDED.value)
+            self._on_finished(attempt.claim.id)
+
+    async def _write_outcome(self, write: Callable[[], Any], calls: int) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self._commit.run(write, durable=False)
+                return
+            except StoreError as exc:
+                # Disk full or read-only: hold the outcome and write it once the disk takes
+                # writes again. The call stays running in the store meanwhile, so a registry
+                # restart in between runs it again rather than losing it.
+                logger.warning("cannot store the outcome of %d calls yet (%s); retrying in "
+                               "%.1f s", calls, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
     async def _finish(
         self,
         claim: Claim,
@@ -350,19 +408,7 @@ class Dispatcher:
             result_json=result_json,
             error=error,
         )
-        delay = 0.5
-        while True:
-            try:
-                await self._commit.run(write, durable=False)
-                break
-            except StoreError as exc:
-                # Disk full or read-only: hold the outcome and write it once the disk takes
-                # writes again. The call stays running in the store meanwhile, so a registry
-                # restart in between runs it again rather than losing it.
-                logger.warning("cannot store the outcome of %s yet (%s); retrying in %.1f s",
-                               claim.id, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        await self._write_outcome(write, 1)
         self.metrics.outcome(claim.app, claim.function, state.value)
         self._on_finished(claim.id)
 

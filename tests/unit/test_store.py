@@ -197,6 +197,24 @@ def test_finish_only_from_active_states(store: SqliteStore) -> None:
     assert late is not None and late.state is CallState.CANCELLED and late.result is None
 
 
+def test_finish_succeeded_stores_many_outcomes_in_one_write(store: SqliteStore) -> None:
+    first, second, cancelled = spawn(store, 3)
+    claim(store, 3)
+    with store.transaction():
+        store.cancel(cancelled, T0, T0 + 100)
+    with store.transaction():
+        store.finish_succeeded([(first, b"1", "1"), (second, b"2", None),
+                                (cancelled, b"late", None), ("fc-unknown", b"x", None)],
+                               now=T0 + 5, expires_at=T0 + 50)
+    one, two, late = (store.get_call(i) for i in (first, second, cancelled))
+    assert one is not None and two is not None and late is not None
+    assert (one.state, one.result, one.result_json, one.finished_at, one.expires_at) == (
+        CallState.SUCCEEDED, b"1", "1", T0 + 5, T0 + 50)
+    assert (two.state, two.result, two.result_json) == (CallState.SUCCEEDED, b"2", None)
+    assert one.error is None
+    assert late.state is CallState.CANCELLED and late.result is None  # cancel wins
+
+
 def test_finish_stores_the_error(store: SqliteStore) -> None:
     (call_id,) = spawn(store, 1)
     error = ErrorInfo("builtins.ValueError", "bad", "Traceback ...", b"pickled")

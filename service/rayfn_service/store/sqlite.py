@@ -359,6 +359,20 @@ class SqliteStore:
         )
         return cur.rowcount > 0
 
+    def finish_succeeded(
+        self, results: Sequence[tuple[str, bytes, str | None]], *, now: float, expires_at: float
+    ) -> None:
+        """Store many successful outcomes (ID, pickled result, JSON form) in one statement.
+
+        Calls that are no longer active (cancelled meanwhile) keep their outcome."""
+        self._write.executemany(
+            "UPDATE calls SET state = 'succeeded', finished_at = ?, expires_at = ?, "
+            "args = NULL, result = ?, result_json = ?, error_type = NULL, error_message = NULL, "
+            "error_traceback = NULL, error_blob = NULL WHERE id = ? AND state IN (?, ?, ?)",
+            [(now, expires_at, result, as_json, call_id, *_ACTIVE)
+             for call_id, result, as_json in results],
+        )
+
     def cancel(self, call_id: str, now: float, expires_at: float) -> CallState | None:
         """Cancel an unfinished call; return its state before, or None if it had ended."""
         row = self._write.execute("SELECT state FROM calls WHERE id = ?", (call_id,)).fetchone()
