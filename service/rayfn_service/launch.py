@@ -175,7 +175,7 @@ def start(settings: Settings, address: str | None = None, num_cpus: int | None =
     elif info is None or not head_alive(info):
         info = start_local_head(settings, num_cpus)
     connect_driver(info.address, settings)
-    ensure_registry(settings)
+    start_host(settings, info)
     if settings.start_server:
         start_server(settings, info)
     return info
@@ -210,6 +210,70 @@ def _same_address(a: str, b: str) -> bool:
         return False
     local = {"127.0.0.1", "localhost", ray.util.get_node_ip_address()}  # type: ignore[no-untyped-call]
     return host_a == host_b or (host_a in local and host_b in local)
+
+
+# ---- the registry's host ------------------------------------------------------
+
+
+def host_file(settings: Settings) -> Path:
+    """Written by the host once its registry answers: the host's PID and Ray job."""
+    return settings.state_dir / "registry-host.json"
+
+
+def host_pid(settings: Settings) -> int | None:
+    """The PID of this state directory's running host, if one runs."""
+    import psutil
+
+    try:
+        pid = int(json.loads(host_file(settings).read_text())["pid"])
+        running = psutil.Process(pid).cmdline()
+    except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+        return None
+    return pid if "rayfn_service.host" in running else None
+
+
+def start_host(settings: Settings, info: HeadInfo) -> None:
+    """Start the registry's host (see ``host.py``) unless it runs; return once the
+    registry answers."""
+    if host_pid(settings) is not None:
+        ensure_registry(settings)
+        return
+    host_file(settings).unlink(missing_ok=True)
+    log_path = settings.state_dir / "host.log"
+    process = _spawn("rayfn_service.host", settings, info, log_path)
+    deadline = time.monotonic() + REGISTRY_START_TIMEOUT
+    while host_pid(settings) != process.pid:
+        if process.poll() is not None or time.monotonic() > deadline:
+            if process.poll() is None:
+                _terminate([process.pid])
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise Error(f"the rayfn registry did not start:\n{tail}")
+        time.sleep(0.1)
+
+
+def stop_host(settings: Settings) -> None:
+    pid = host_pid(settings)
+    if pid is not None:
+        _terminate([pid])
+    host_file(settings).unlink(missing_ok=True)
+
+
+def _spawn(module: str, settings: Settings, info: HeadInfo,
+           log_path: Path) -> subprocess.Popen[bytes]:
+    """Run ``python -m module`` in the background, in its own session, logging to a file."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "ab")  # noqa: SIM115 - the child owns it
+    env = {**os.environ, "RAYFN_ADDRESS": info.address,
+           "RAYFN_STATE_DIR": str(settings.state_dir),
+           "RAYFN_NAMESPACE": settings.namespace,
+           "RAYFN_SERVER_HOST": settings.server_host,
+           "RAYFN_SERVER_PORT": str(settings.server_port)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", module], stdout=log, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+    )
+    log.close()
+    return process
 
 
 # ---- the REST server -----------------------------------------------------------
@@ -269,20 +333,10 @@ def server_alive(settings: Settings, timeout: float = 2.0) -> bool:
 
 def start_server(settings: Settings, info: HeadInfo, wait_seconds: float = 60.0) -> None:
     """Start the REST server as its own process (a Ray driver), unless it already runs."""
-    if server_alive(settings):
+    if _server_process_running(settings) or server_alive(settings):
         return
     ensure_token(settings)
-    log = open(settings.state_dir / "server.log", "ab")  # noqa: SIM115 - the child owns it
-    env = {**os.environ, "RAYFN_ADDRESS": info.address,
-           "RAYFN_STATE_DIR": str(settings.state_dir),
-           "RAYFN_NAMESPACE": settings.namespace,
-           "RAYFN_SERVER_HOST": settings.server_host,
-           "RAYFN_SERVER_PORT": str(settings.server_port)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "rayfn_service.api"], stdout=log, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL, env=env, start_new_session=True,
-    )
-    log.close()
+    process = _spawn("rayfn_service.api", settings, info, settings.state_dir / "server.log")
     _pid_file(settings).write_text(str(process.pid))
     deadline = time.monotonic() + wait_seconds
     while not server_alive(settings, timeout=1.0):
@@ -290,6 +344,18 @@ def start_server(settings: Settings, info: HeadInfo, wait_seconds: float = 60.0)
             tail = (settings.state_dir / "server.log").read_text(errors="replace")[-2000:]
             raise Error(f"the REST server did not start on {server_url(settings)}:\n{tail}")
         time.sleep(0.2)
+
+
+def _server_process_running(settings: Settings) -> bool:
+    """Whether the server this state directory recorded still runs (it may be slow to
+    answer a health check meanwhile, e.g. while the registry restarts)."""
+    import psutil
+
+    try:
+        pid = int(_pid_file(settings).read_text())
+        return "rayfn_service.api" in psutil.Process(pid).cmdline()
+    except (OSError, ValueError, psutil.Error):
+        return False
 
 
 def stop_server(settings: Settings) -> None:
@@ -359,6 +425,7 @@ def stop(settings: Settings) -> str:
     if info is None:
         return "rayfn is not running"
     stop_server(settings)
+    stop_host(settings)
     message = "stopped rayfn"
     if info.started_by_rayfn and info.temp_dir:
         kill_head(info.temp_dir)

@@ -154,6 +154,7 @@ class Registry:
             "store": str(self._settings.store_path),
             "pid": os.getpid(),
             "node_id": ray.get_runtime_context().get_node_id(),
+            "job_id": ray.get_runtime_context().get_job_id(),  # of the process that made it
             "store_problem": self._store_problem,
         }
 

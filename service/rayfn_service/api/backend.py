@@ -74,9 +74,12 @@ class Registry:
                 if isinstance(cause, Error):
                     raise cause from None
                 raise
-            except RETRYABLE as exc:
+            except (*RETRYABLE, ConnectionError) as exc:
                 if time.monotonic() + delay > deadline:
                     raise ConnectionError(f"the rayfn registry did not answer: {exc}") from exc
+                # Look the actor up by name again: a registry replaced (see host.py), not
+                # restarted by Ray, is a new actor under the same name.
+                self._handle = None
                 logger.info("registry unavailable; retrying in %.1f s", delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)

@@ -203,6 +203,13 @@ class Service:
         except (FileNotFoundError, ValueError):
             return None
 
+    def host_pid(self) -> int | None:
+        """The registry's host (see rayfn_service/host.py), from the file it writes."""
+        try:
+            return int(json.loads((self.state_dir / "registry-host.json").read_text())["pid"])
+        except (FileNotFoundError, ValueError, KeyError):
+            return None
+
     def temp_dirs(self) -> set[str]:
         """Ours, and the one of the head ``rayfn start`` made (when it made one)."""
         try:
@@ -212,11 +219,12 @@ class Service:
         return {self.temp_dir, head.get("temp_dir") or self.temp_dir}
 
     def all_pids(self) -> list[int]:
-        """Every process of this service: Ray's (by temp dir) and the REST server."""
+        """Every process of this service: Ray's (by temp dir), the registry's host and
+        the REST server."""
         pids = {p for m in self.temp_dirs() for p in processes_using(m)}
-        server = self.server_pid()
-        if server is not None and psutil.pid_exists(server):
-            pids.add(server)
+        for pid in (self.server_pid(), self.host_pid()):
+            if pid is not None and psutil.pid_exists(pid):
+                pids.add(pid)
         return sorted(pids)
 
     def kill_everything(self) -> int:

@@ -4,6 +4,7 @@ SIGKILLed at once. Each runs a rayfn of its own, driven through its CLI and REST
 from __future__ import annotations
 
 import collections
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,3 +118,38 @@ def _node_runs(log: Path) -> list[tuple[str, str]]:
         return []
     return [(c, node) for c, node in (line.split() for line in path.read_text().splitlines()
                                        if line.strip())]
+
+
+def test_registry_host_sigkilled_then_started_again(own_service: Service, tmp_path: Path) -> None:
+    """The host only keeps the registry's Ray job alive: without it the registry still
+    serves, and `rayfn start` brings a new host that takes the registry over."""
+    svc = own_service
+    log = tmp_path / "runs"
+    svc.rayfn("start", "--num-cpus=2")
+    svc.rayfn("deploy", str(APP_FILE))
+    first = json.loads((svc.state_dir / "registry-host.json").read_text())
+    tally = Tally(
+        "7. the registry's host SIGKILLed, then `rayfn start` again",
+        fault="the host process (the Ray driver whose job owns the registry) SIGKILLed with "
+        "calls queued and running; more calls submitted without it, then `rayfn start`",
+    )
+    started = time.monotonic()
+    ids = svc.submit("fault-drill", "work", [[i, str(log), 0.2] for i in range(20)])
+    assert kill_tree([first["pid"]]) >= 1
+    tally.faults_injected = 1
+    ids += svc.submit("fault-drill", "work", [[i, str(log), 0.0] for i in range(20, 30)])
+
+    svc.rayfn("start", "--num-cpus=2")
+    second = json.loads((svc.state_dir / "registry-host.json").read_text())
+    assert second["pid"] != first["pid"] and psutil.pid_exists(second["pid"])
+    assert second["job_id"] != first["job_id"]
+    assert "restarting the registry" in (svc.state_dir / "host.log").read_text()
+    ids += svc.submit("fault-drill", "work", [[i, str(log), 0.0] for i in range(30, 40)])
+    svc.settle(tally, ids, [i * 2 for i in range(40)], timeout=300)
+    tally.seconds = time.monotonic() - started
+    runs = read_runs(log)
+    tally.count_runs(runs, [str(i) for i in range(40)])
+    tally.notes.append(f"host {first['job_id']} replaced by {second['job_id']}")
+    tally.record()
+    assert tally.lost == 0 and tally.failed == 0, tally.notes[:20]
+    assert set(runs) == {str(i) for i in range(40)}
