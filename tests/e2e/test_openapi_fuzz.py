@@ -103,7 +103,7 @@ def _documented_operations() -> list[tuple[str, str]]:
     description, which the live one is checked against below."""
     from rayfn_service.api.app import create_app
 
-    spec = create_app(get_settings()).app.openapi()
+    spec = create_app(get_settings()).app.app.openapi()  # guard, shortcuts, FastAPI
     return [(method.upper(), path) for path, methods in spec["paths"].items()
             for method in methods]
 

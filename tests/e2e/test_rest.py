@@ -339,6 +339,83 @@ def test_values_that_are_not_json_answer_406_unless_asked_for_pickled(
     assert cloudpickle.loads(response.content) == {"pi": 3.25}
 
 
+def test_finished_results_answered_before_the_route_match_the_route(
+    rest: httpx.Client, unique_app: str
+) -> None:
+    """A plain GET of a finished call's result is answered by the shortcut (see
+    api/shortcut.py); with a query string it goes to the route. Both answer the same."""
+    app = rayfn.App(unique_app)
+
+    @app.function()
+    def a_dict() -> dict[str, float]:
+        return {"pi": 3.25}
+
+    @app.function()
+    def a_set() -> set[int]:
+        return {1}
+
+    app.deploy()
+    ids = [spawn(rest, unique_app, name) for name in ("a_dict", "a_set")]
+    for call_id in ids:
+        assert finished(rest, call_id)["state"] == "succeeded"
+    for call_id in ids:
+        for headers in ({}, {"Accept": PICKLE}, {"Accept": f"{PICKLE}, application/json"}):
+            short = rest.get(f"/v1/calls/{call_id}/result", headers=headers)
+            routed = rest.get(f"/v1/calls/{call_id}/result", params={"wait": 0},
+                              headers=headers)
+            assert (short.status_code, short.content) == (routed.status_code, routed.content)
+            assert short.headers["content-type"] == routed.headers["content-type"]
+            assert short.headers["content-length"] == routed.headers["content-length"]
+    unauthorized = httpx.get(f"{rest.base_url}/v1/calls/{ids[0]}/result")
+    assert unauthorized.status_code == 401  # the token is checked before the shortcut
+
+
+def test_plain_submits_answered_before_the_route_match_the_route(
+    rest: httpx.Client, unique_app: str
+) -> None:
+    """A plain JSON submit is answered by the shortcut (see api/shortcut.py); with a query
+    string it goes to the route. Both answer the same, refusals included."""
+    from rayfn.settings import get_settings
+
+    app = rayfn.App(unique_app)
+
+    @app.function()
+    def add(a: int, b: int = 0) -> int:
+        return a + b
+
+    app.deploy()
+    base = f"/v1/apps/{unique_app}/functions"
+    big = "x" * (get_settings().max_input_bytes + 1)
+    cases = [
+        (f"{base}/add/calls", {"args": [1], "kwargs": {"b": 2}}, 202),
+        (f"{base}/add/calls", {"args": [5]}, 202),
+        (f"{base}/nope/calls", {"args": [1]}, 404),
+        (f"/v1/apps/{unique_app}-nope/functions/add/calls", {"args": [1]}, 404),
+        (f"{base}/add/calls", {"args": [big]}, 400),
+        (f"{base}/add/calls", {"args": 1}, 422),
+        (f"{base}/add/calls", {"args": [], "extra": 1}, 422),
+        (f"{base}/add/calls", [1, 2], 422),
+        ("/v1/apps/bad%20name/functions/add/calls", {"args": [1]}, 400),
+    ]
+    for path, body, status in cases:
+        short = rest.post(path, json=body)
+        routed = rest.post(path, json=body, params={"via": "route"})
+        assert short.status_code == routed.status_code == status, (path, body, short.text)
+        assert short.headers["content-type"] == routed.headers["content-type"]
+        if status == 202:
+            assert set(short.json()) == set(routed.json()) == {"call_id"}
+            for response in (short, routed):
+                call_id = response.json()["call_id"]
+                assert response.headers["location"] == f"/v1/calls/{call_id}"
+                assert response.headers["retry-after"] == "1"
+                assert finished(rest, call_id)["state"] == "succeeded"
+        else:
+            assert short.content == routed.content
+    malformed = rest.post(f"{base}/add/calls", content=b"{not json",
+                          headers={"content-type": "application/json"})
+    assert malformed.status_code == 422  # refused by the route, the body replayed to it
+
+
 # ---- cancel --------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ from rayfn_service.api import errors, metrics
 from rayfn_service.api.backend import Registry
 from rayfn_service.api.guard import Guard, TokenSource
 from rayfn_service.api.routes import router
+from rayfn_service.api.shortcut import Shortcuts
 
 DESCRIPTION = """Submit calls of deployed functions and poll for their results.
 
@@ -39,4 +40,6 @@ def create_app(settings: Settings) -> Guard:
         data = await request.app.state.registry.call("metrics")
         return Response(metrics.render(data), media_type=CONTENT_TYPE_LATEST)
 
-    return Guard(app, token=TokenSource(settings), max_body_bytes=settings.max_body_bytes)
+    # The guard checks the token first, for the shortcuts as for every route.
+    return Guard(Shortcuts(app, app.state.registry), token=TokenSource(settings),
+                 max_body_bytes=settings.max_body_bytes)
