@@ -7,6 +7,7 @@ workers warmed just before it is timed) and returns rows of the table.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,12 @@ def latency(samples: int) -> list[Row]:
     spawn = sample_ms(accepted_spawn, samples)
     rayfn.FunctionCall.gather(*spawned)  # measure get on an idle registry
     get = sample_ms(lambda: done.get(timeout=0), samples)
+    # A lone call after a pause, end to end: whether a warm worker is still there for it.
+    raw_noop = ray.remote(noop.get_raw_f())
+    ray.get(raw_noop.remote())
+    pauses = max(2, min(PAUSED_CALLS, samples // 50))
+    after_pause = _paused_ms(lambda: noop.spawn().get(timeout=120), pauses)
+    raw_after_pause = _paused_ms(lambda: ray.get(raw_noop.remote()), pauses)
     ray.kill(echo)
     app.stop()
     rows = []
@@ -142,7 +149,22 @@ def latency(samples: int) -> list[Row]:
                         percentile(spawn, q), percentile(actor, q), "ms", False))
         rows.append(Row("3. latency vs one actor round trip", f"get(timeout=0) {label}",
                         percentile(get, q), percentile(actor, q), "ms", False))
+    rows.append(Row("3. latency vs one raw task", f"spawn + get after a {PAUSE_SECONDS:g} s "
+                    "pause, p50", percentile(after_pause, 0.5),
+                    percentile(raw_after_pause, 0.5), "ms", False))
     return rows
+
+
+PAUSE_SECONDS = 1.0
+PAUSED_CALLS = 10
+
+
+def _paused_ms(fn: Callable[[], Any], samples: int) -> list[float]:
+    out = []
+    for _ in range(samples):
+        time.sleep(PAUSE_SECONDS)
+        out.extend(sample_ms(fn, 1))
+    return out
 
 
 def _registry_pid() -> int:

@@ -129,7 +129,7 @@ def test_registry_host_sigkilled_then_started_again(own_service: Service, tmp_pa
     svc.rayfn("deploy", str(APP_FILE))
     first = json.loads((svc.state_dir / "registry-host.json").read_text())
     tally = Tally(
-        "7. the registry's host SIGKILLed, then `rayfn start` again",
+        "8. the registry's host SIGKILLed, then `rayfn start` again",
         fault="the host process (the Ray driver whose job owns the registry) SIGKILLed with "
         "calls queued and running; more calls submitted without it, then `rayfn start`",
     )
