@@ -145,6 +145,7 @@ def test_registry_host_sigkilled_then_started_again(own_service: Service, tmp_pa
     assert second["job_id"] != first["job_id"]
     assert "restarting the registry" in (svc.state_dir / "host.log").read_text()
     ids += svc.submit("fault-drill", "work", [[i, str(log), 0.0] for i in range(30, 40)])
+    tally.accepted = len(ids)
     svc.settle(tally, ids, [i * 2 for i in range(40)], timeout=300)
     tally.seconds = time.monotonic() - started
     runs = read_runs(log)
