@@ -286,8 +286,8 @@ class Dispatcher:
             self._spawn_task(self._finish_succeeded(succeeded))
 
     async def _settle(self, attempt: Attempt, future: concurrent.futures.Future[Any]) -> None:
-        """Settle an attempt that did not simply succeed."""
-        queue = attempt.queue
+        """Settle an attempt that did not simply succeed (successes are settled in
+        ``_settle_ended``)."""
         if attempt.cancelled:
             future.exception()  # retrieved: the cancellation error is expected
             return
@@ -297,16 +297,16 @@ class Dispatcher:
             return
         if attempt.timed_out:
             timeout = attempt.function.options.timeout
-            await self._settle_failure(queue, attempt, CallState.TIMED_OUT, error_of(
+            await self._settle_failure(attempt, CallState.TIMED_OUT, error_of(
                 FunctionTimeoutError,
                 f"{attempt.function.name} timed out after {timeout:g} s and did not stop; "
                 f"its worker was killed (attempt {attempt.claim.attempts})",
             ))
             return
-        await self._settle_done(queue, attempt, future)
+        await self._settle_done(attempt, future)
 
     async def _settle_done(
-        self, queue: FunctionQueue, attempt: Attempt, future: concurrent.futures.Future[Any]
+        self, attempt: Attempt, future: concurrent.futures.Future[Any]
     ) -> None:
         try:
             kind, payload = future.result()
@@ -323,21 +323,14 @@ class Dispatcher:
                 ),
             )
             return
-        if kind == "ok":
-            pickled, as_json = payload
-            await self._finish(
-                attempt.claim, CallState.SUCCEEDED, result=pickled, result_json=as_json
-            )
-        elif kind == "timeout":
-            await self._settle_failure(queue, attempt, CallState.TIMED_OUT, payload)
+        if kind == "timeout":
+            await self._settle_failure(attempt, CallState.TIMED_OUT, payload)
         elif kind == "invalid":  # arguments the function cannot take: a retry cannot help
             await self._settle_error(attempt.claim, payload)
         else:
-            await self._settle_failure(queue, attempt, CallState.FAILED, payload)
+            await self._settle_failure(attempt, CallState.FAILED, payload)
 
-    async def _settle_failure(
-        self, queue: FunctionQueue, attempt: Attempt, state: CallState, error: ErrorInfo
-    ) -> None:
+    async def _settle_failure(self, attempt: Attempt, state: CallState, error: ErrorInfo) -> None:
         retries = attempt.function.options.retries
         done = attempt.claim.attempts
         if retries is None or done > retries.max_retries:
@@ -350,7 +343,7 @@ class Dispatcher:
             return  # cancelled meanwhile
         delay = retries.delay(done)
         loop = asyncio.get_running_loop()
-        loop.call_later(delay, self._retry_ready, queue, attempt.claim.id)
+        loop.call_later(delay, self._retry_ready, attempt.queue, attempt.claim.id)
 
     def _retry_ready(self, queue: FunctionQueue, call_id: str) -> None:
         queue.retry_ready.append(call_id)

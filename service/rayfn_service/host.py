@@ -57,9 +57,9 @@ def job_alive(job_id: str) -> bool:
     return True
 
 
-def own_registry(settings: Settings) -> Any:
-    """The registry, created by this process's job; one left by an ended job is replaced."""
-    job = ray.get_runtime_context().get_job_id()
+def own_registry(settings: Settings, job: str) -> Any:
+    """The registry, created by this process's ``job``; one left by an ended job is
+    replaced."""
     try:
         existing = ray.get_actor(REGISTRY_ACTOR, namespace=settings.namespace)
     except ValueError:
@@ -90,15 +90,14 @@ def main() -> None:
     info = HeadInfo.load(settings)
     address = settings.address or (info.address if info else "auto")
     connect_driver(address, settings, log_to_driver=False)
-    own_registry(settings)
+    job = ray.get_runtime_context().get_job_id()
+    own_registry(settings, job)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     ready = host_file(settings)
-    ready.write_text(json.dumps({"pid": os.getpid(),
-                                 "job_id": ray.get_runtime_context().get_job_id()}))
-    logger.info("the registry of namespace %s is hosted by job %s", settings.namespace,
-                ray.get_runtime_context().get_job_id())
+    ready.write_text(json.dumps({"pid": os.getpid(), "job_id": job}))
+    logger.info("the registry of namespace %s is hosted by job %s", settings.namespace, job)
     unreachable_since: float | None = None
     try:
         while not stop.wait(CHECK_SECONDS):

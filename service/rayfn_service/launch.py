@@ -222,14 +222,21 @@ def host_file(settings: Settings) -> Path:
 
 def host_pid(settings: Settings) -> int | None:
     """The PID of this state directory's running host, if one runs."""
+    try:
+        pid = int(json.loads(host_file(settings).read_text())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return pid if _runs_module(pid, "rayfn_service.host") else None
+
+
+def _runs_module(pid: int, module: str) -> bool:
+    """Whether process ``pid`` is ``python -m module`` (a recorded PID may be reused)."""
     import psutil
 
     try:
-        pid = int(json.loads(host_file(settings).read_text())["pid"])
-        running = psutil.Process(pid).cmdline()
-    except (OSError, ValueError, KeyError, TypeError, psutil.Error):
-        return None
-    return pid if "rayfn_service.host" in running else None
+        return module in psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return False
 
 
 def start_host(settings: Settings, info: HeadInfo) -> None:
@@ -349,13 +356,11 @@ def start_server(settings: Settings, info: HeadInfo, wait_seconds: float = 60.0)
 def _server_process_running(settings: Settings) -> bool:
     """Whether the server this state directory recorded still runs (it may be slow to
     answer a health check meanwhile, e.g. while the registry restarts)."""
-    import psutil
-
     try:
         pid = int(_pid_file(settings).read_text())
-        return "rayfn_service.api" in psutil.Process(pid).cmdline()
-    except (OSError, ValueError, psutil.Error):
+    except (OSError, ValueError):
         return False
+    return _runs_module(pid, "rayfn_service.api")
 
 
 def stop_server(settings: Settings) -> None:
