@@ -80,6 +80,7 @@ def _ray_executable() -> str:
 def start_local_head(settings: Settings, num_cpus: int | None = None) -> HeadInfo:
     """Start a Ray head on this machine, on free ports, and return where it is."""
     settings.apply_ray_environment()
+    _ensure_ray_token()
     temp_dir = _temp_dir_for(settings)
     cpus = num_cpus if num_cpus is not None else settings.num_cpus
     for attempt in range(1, HEAD_START_ATTEMPTS + 1):
@@ -100,6 +101,17 @@ def start_local_head(settings: Settings, num_cpus: int | None = None) -> HeadInf
     info = HeadInfo(address=f"127.0.0.1:{port}", temp_dir=temp_dir, started_by_rayfn=True)
     info.save(settings)
     return info
+
+
+def _ensure_ray_token() -> None:
+    """With token auth, make sure Ray has a token, as ``ray.init()`` does for a new local
+    cluster: ``ray start --head`` refuses to start without one (~/.ray/auth_token on a
+    machine where Ray never ran)."""
+    from ray._private.authentication.authentication_token_setup import (
+        ensure_token_if_auth_enabled,
+    )
+
+    ensure_token_if_auth_enabled(create_token_if_missing=True)
 
 
 def _head_command(port: int, temp_dir: str, cpus: int | None) -> list[str]:
