@@ -11,8 +11,13 @@ namespace           Ray namespace of the registry actor; two namespaces give two
                     independent rayfn services on one Ray cluster.
 retention_seconds   how long results are kept after a call finishes (7 days).
 sweep_interval_seconds  how often expired results are deleted.
-default_window      calls of one function handed to Ray at once when it has no
-                    ``max_containers``; the rest wait in the store.
+default_window      Ray tasks of one function in flight at once when it has no
+                    ``max_containers``; the rest of its calls wait in the store.
+batch_seconds       a function whose calls take less than this (on average, in the
+                    worker) has several queued calls run in turn by one Ray task,
+                    about this long in all, so Ray's cost per task is shared; 0 runs
+                    every call in a task of its own.
+max_batch           most calls one Ray task runs in turn.
 system_retries      how often Ray re-runs an attempt whose worker process or node
                     died; these do not count against a function's ``Retries``.
 client_retry_seconds  how long a client keeps retrying while the registry restarts.
@@ -66,6 +71,8 @@ class Settings(BaseSettings):
     retention_seconds: float = Field(default=7 * 24 * 3600, gt=0)
     sweep_interval_seconds: float = Field(default=60.0, gt=0)
     default_window: int = Field(default=64, ge=1)
+    batch_seconds: float = Field(default=0.01, ge=0)
+    max_batch: int = Field(default=32, ge=1)
     system_retries: int = Field(default=3, ge=0)
     client_retry_seconds: float = Field(default=120.0, ge=0)
     wait_chunk_seconds: float = Field(default=20.0, gt=0)

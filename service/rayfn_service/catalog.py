@@ -10,7 +10,7 @@ import ray
 
 from rayfn.exception import InvalidError
 from rayfn.options import FunctionOptions
-from rayfn_service.executor import Code, execute_packed
+from rayfn_service.executor import Code, execute_batch
 from rayfn_service.store import FunctionRecord, SqliteStore
 
 # Code this small travels inside each task (Ray inlines small arguments); that costs less
@@ -26,6 +26,7 @@ class RuntimeFunction:
     name: str
     options: FunctionOptions
     task: Any  # the executor with this function's Ray options
+    batch_task: Any  # the same for several calls: not re-run by Ray (see dispatch)
     code: Code  # the pickled function, or a ref to it in Ray's store when it is large
 
 
@@ -68,12 +69,14 @@ class Catalog:
 
     def _build(self, record: FunctionRecord) -> RuntimeFunction:
         options, task = _task_for(record, self._system_retries)
+        _, batch_task = _task_for(record, 0)
         return RuntimeFunction(
             app=record.app,
             version=record.version,
             name=record.name,
             options=options,
             task=task,
+            batch_task=batch_task,
             code=record.code if len(record.code) <= INLINE_CODE_BYTES else [ray.put(record.code)],
         )
 
@@ -91,7 +94,7 @@ def _task_for(record: FunctionRecord, system_retries: int) -> tuple[FunctionOpti
         ray_options["runtime_env"] = runtime_env
     # Options given to ray.remote once, not through .options() on every submit, which
     # re-checks them each time (a third of the submit's cost).
-    return options, ray.remote(**ray_options)(execute_packed)
+    return options, ray.remote(**ray_options)(execute_batch)
 
 
 def checked(record: FunctionRecord) -> FunctionRecord:

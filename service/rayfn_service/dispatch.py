@@ -1,12 +1,15 @@
 """From the durable queue to Ray: per-function windows, attempts, timeouts and retries.
 
-The queue lives in the store. Each function gets a pump that claims at most ``window``
-calls at a time (``max_containers`` when set, else the global default) and submits one
-Ray task per attempt. The registry submits, so it owns every ObjectRef: a client that
-exits orphans nothing. The executor keeps each attempt's timeout from its real start and
-reports it; an attempt that cannot be interrupted is force-cancelled here. A user error or
-timeout is retried per ``Retries``; a dead worker is re-run by Ray (``max_retries``)
-without using a user retry.
+The queue lives in the store. Each function gets a pump that keeps at most ``window`` Ray
+tasks of it in flight (``max_containers`` when set, else the global default). A task runs
+one call, or several short calls in turn, as a container takes one input after another:
+when a function's calls take well under ``batch_seconds``, Ray's cost per task (often more
+than the call itself) is shared by up to ``max_batch`` calls. The registry submits, so it
+owns every ObjectRef: a client that exits orphans nothing. The executor keeps each
+attempt's timeout from its real start and reports it; an attempt that cannot be
+interrupted is force-cancelled here, and the calls that shared its task go back to the
+queue without using an attempt. A user error or timeout is retried per ``Retries``; a
+dead worker is re-run by Ray (``max_retries``) without using a user retry.
 """
 
 from __future__ import annotations
@@ -19,11 +22,11 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import ray
-from ray.exceptions import RayError, TaskCancelledError
+from ray.exceptions import TaskCancelledError
 
 from rayfn._payload import ErrorInfo, error_of
 from rayfn.exception import (
@@ -35,8 +38,10 @@ from rayfn.exception import (
 from rayfn.states import CallState
 from rayfn_service.capacity import Capacity, shape_of
 from rayfn_service.catalog import Catalog, RuntimeFunction
+from rayfn_service.executor import TimedOutcome
 from rayfn_service.metrics import Metrics
 from rayfn_service.store import Claim, SqliteStore
+from rayfn_service.store.base import chunks
 from rayfn_service.store.group_commit import GroupCommit
 
 logger = logging.getLogger(__name__)
@@ -47,23 +52,49 @@ class FunctionQueue:
     app: str
     name: str
     window: int
-    running: int = 0
+    running: int = 0  # Ray tasks in flight
+    calls: int = 0  # calls those tasks carry
+    call_seconds: float | None = None  # a call's recent time in a worker (moving average)
     kick: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     retry_ready: collections.deque[str] = dataclasses.field(default_factory=collections.deque)
     pump: asyncio.Task[None] | None = None
 
 
-@dataclasses.dataclass
-class Attempt:
-    claim: Claim
-    function: RuntimeFunction
+@dataclasses.dataclass(eq=False)
+class Batch:
+    """One Ray task: one or more calls of one function version, run in turn."""
+
     queue: FunctionQueue
+    function: RuntimeFunction
     ref: ray.ObjectRef[Any]
     submitted_at: float  # monotonic
+    attempts: list[Attempt] = dataclasses.field(default_factory=list)
+
+    def stop(self) -> None:
+        ray.cancel(self.ref, force=True)
+
+
+@dataclasses.dataclass(eq=False)
+class Attempt:
+    claim: Claim
+    batch: Batch  # the Ray task that runs it
     cancelled: bool = False
     timed_out: bool = False
     node_id: str | None = None  # reported by the executor once the attempt starts
     unrunnable: str | None = None  # why no node can ever run it (the cluster shrank)
+
+    @property
+    def function(self) -> RuntimeFunction:
+        return self.batch.function
+
+    @property
+    def queue(self) -> FunctionQueue:
+        return self.batch.queue
+
+    @property
+    def stopped(self) -> bool:
+        """Stopped by the registry, whatever its task returns."""
+        return self.cancelled or self.timed_out or self.unrunnable is not None
 
 
 class Dispatcher:
@@ -75,6 +106,8 @@ class Dispatcher:
         *,
         default_window: int,
         retention_seconds: float,
+        batch_seconds: float = 0.0,
+        max_batch: int = 1,
         registry_address: tuple[str, str],
         on_finished: Callable[[str], None],
         capacity: Callable[[], Capacity] = Capacity,
@@ -83,6 +116,8 @@ class Dispatcher:
         self._commit = commit
         self._catalog = catalog
         self._default_window = default_window
+        self._batch_seconds = batch_seconds
+        self._max_batch = max_batch
         self._retention = retention_seconds
         self._registry_address = registry_address
         self._on_finished = on_finished
@@ -91,10 +126,12 @@ class Dispatcher:
         self.inflight: dict[str, Attempt] = {}
         # Calls cancelled while their claim was on its way from the store to Ray.
         self._cancel_before_start: set[str] = set()
+        # Calls whose shared task's worker died: they next run one to a task.
+        self._alone: set[str] = set()
         self._background: set[asyncio.Task[Any]] = set()
         # Attempts Ray has finished, handed over from Ray's thread and settled in batches:
         # one loop wake-up and one store write for all that ended meanwhile.
-        self._ended: list[tuple[Attempt, concurrent.futures.Future[Any]]] = []
+        self._ended: list[tuple[Batch, concurrent.futures.Future[Any]]] = []
         self._ended_lock = threading.Lock()
         self._loop = asyncio.get_running_loop()
         self.metrics = Metrics()
@@ -121,7 +158,15 @@ class Dispatcher:
             queue.kick.set()
 
     def running_counts(self) -> dict[tuple[str, str], int]:
-        return {key: q.running for key, q in self._queues.items()}
+        """Calls handed to Ray, per function."""
+        return {key: q.calls for key, q in self._queues.items()}
+
+    def batch_size(self, queue: FunctionQueue) -> int:
+        """How many calls one task carries: as many as fit in ``batch_seconds`` going by
+        the function's recent calls; one until some have run, or when they are long."""
+        if queue.call_seconds is None or queue.call_seconds >= self._batch_seconds:
+            return 1
+        return max(1, min(self._max_batch, int(self._batch_seconds / queue.call_seconds)))
 
     def attempt_started(self, call_id: str, attempt_number: int, node_id: str) -> None:
         attempt = self.inflight.get(call_id)
@@ -166,7 +211,7 @@ class Dispatcher:
         if queue.running > queue.window - max(1, queue.window // 4) and not queue.retry_ready:
             return
         while queue.running < queue.window:
-            free = queue.window - queue.running
+            free = (queue.window - queue.running) * self.batch_size(queue)
             claims: list[Claim] = []
             while queue.retry_ready and len(claims) < free:
                 call_id = queue.retry_ready.popleft()
@@ -184,8 +229,7 @@ class Dispatcher:
                 )
             if not claims:
                 return
-            for claim in claims:
-                self._start(queue, claim)
+            await self._start(queue, claims)
 
     def _claim(self, app: str, name: str, limit: int) -> list[Claim]:
         return self._store.claim_queued(app, name, limit, time.time())
@@ -195,43 +239,73 @@ class Dispatcher:
 
     # ---- attempts ----------------------------------------------------------------
 
-    def _start(self, queue: FunctionQueue, claim: Claim) -> None:
-        if claim.id in self._cancel_before_start:
-            self._cancel_before_start.discard(claim.id)
-            return
-        fn = self._catalog.get(claim.app, claim.version, claim.function)
-        if fn is None:
-            self._spawn_task(
-                self._settle_error(
-                    claim,
-                    error_of(
-                        ExecutionError,
-                        f"function {claim.app}.{claim.function} "
-                        f"version {claim.version} is not in the store",
-                    ),
-                )
-            )
-            return
+    async def _start(self, queue: FunctionQueue, claims: list[Claim]) -> None:
+        """Submit claimed calls in tasks of ``batch_size`` calls of one version each."""
         capacity = self._capacity()
-        reason = capacity.shortfall(shape_of(fn.options.ray_options()))
-        if reason is not None:
-            self._spawn_task(self._settle_error(claim, unrunnable(fn, reason)))
-            return
-        ref = fn.task.remote((
+        runnable: dict[int, tuple[RuntimeFunction, list[Claim]]] = {}
+        parts: list[tuple[RuntimeFunction, Sequence[Claim]]] = []
+        for claim in claims:
+            if claim.id in self._cancel_before_start:
+                self._cancel_before_start.discard(claim.id)
+                continue
+            fn = self._catalog.get(claim.app, claim.version, claim.function)
+            if fn is None:
+                self._spawn_task(self._settle_error(claim, error_of(
+                    ExecutionError,
+                    f"function {claim.app}.{claim.function} "
+                    f"version {claim.version} is not in the store",
+                )))
+                continue
+            reason = capacity.shortfall(shape_of(fn.options.ray_options()))
+            if reason is not None:
+                self._spawn_task(self._settle_error(claim, unrunnable(fn, reason)))
+                continue
+            if claim.id in self._alone:
+                parts.append((fn, [claim]))
+            else:
+                runnable.setdefault(claim.version, (fn, []))[1].append(claim)
+        size = self.batch_size(queue)
+        for fn, same_version in runnable.values():
+            parts.extend((fn, part) for part in chunks(same_version, size))
+        unsent: list[Claim] = []
+        for fn, part in parts:
+            if queue.running < queue.window:
+                self._submit(queue, fn, part, report_node=not capacity.single_node)
+            else:  # calls of several versions, or to run alone, made more tasks than fit
+                unsent.extend(part)
+        if unsent:
+            await self._requeue(queue, unsent)
+
+    def _submit(
+        self, queue: FunctionQueue, fn: RuntimeFunction, claims: Sequence[Claim],
+        *, report_node: bool,
+    ) -> None:
+        # A task of several calls is not re-run by Ray when its worker dies: its calls go
+        # back to the queue one to a task, so a call that kills its worker fails alone.
+        task = fn.task if len(claims) == 1 else fn.batch_task
+        ref = task.remote((
             fn.code,
             (fn.app, fn.version, fn.name),
-            claim.id,
-            claim.attempts,
-            claim.args,
             fn.options.timeout,
             self._registry_address,
-            not capacity.single_node,  # on one node, where it runs needs no report
+            report_node,  # on one node, where it runs needs no report
+            tuple((claim.id, claim.attempts, claim.args) for claim in claims),
         ))
-        attempt = Attempt(claim=claim, function=fn, queue=queue, ref=ref,
-                          submitted_at=time.monotonic())
-        self.inflight[claim.id] = attempt
+        batch = Batch(queue=queue, function=fn, ref=ref, submitted_at=time.monotonic())
+        if len(claims) == 1:
+            self._alone.discard(claims[0].id)
+        for claim in claims:
+            attempt = Attempt(claim=claim, batch=batch)
+            batch.attempts.append(attempt)
+            self.inflight[claim.id] = attempt
         queue.running += 1
-        ref.future().add_done_callback(functools.partial(self._attempt_ended, attempt))
+        queue.calls += len(claims)
+        ref.future().add_done_callback(functools.partial(self._batch_ended, batch))
+
+    async def _requeue(self, queue: FunctionQueue, claims: Sequence[Claim]) -> None:
+        ids = [claim.id for claim in claims]
+        await self._write_outcome(functools.partial(self._store.requeue, ids), len(ids))
+        queue.kick.set()
 
     def _spawn_task(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -243,22 +317,26 @@ class Dispatcher:
         attempt = self.inflight.get(call_id)
         if attempt is not None and attempt.claim.attempts == attempt_number:
             attempt.timed_out = True
-            ray.cancel(attempt.ref, force=True)
+            attempt.batch.stop()
 
     def fail_unrunnable(self) -> None:
         """Stop the attempts waiting in Ray for resources no node can ever offer now."""
         capacity = self._capacity()
-        for attempt in list(self.inflight.values()):
-            fn = attempt.function
-            reason = capacity.shortfall(shape_of(fn.options.ray_options()))
-            if reason is not None and not (attempt.cancelled or attempt.timed_out):
-                attempt.unrunnable = reason
-                ray.cancel(attempt.ref, force=True)
+        batches = {id(a.batch): a.batch for a in self.inflight.values()}
+        for batch in batches.values():
+            reason = capacity.shortfall(shape_of(batch.function.options.ray_options()))
+            if reason is None:
+                continue
+            for attempt in batch.attempts:
+                if not attempt.stopped:
+                    attempt.unrunnable = reason
+            batch.stop()
 
-    def _attempt_ended(self, attempt: Attempt, future: concurrent.futures.Future[Any]) -> None:
-        """On Ray's thread: hand the ended attempt to the loop, waking it once per batch."""
+    def _batch_ended(self, batch: Batch, future: concurrent.futures.Future[Any]) -> None:
+        """On Ray's thread: hand the ended task to the loop, waking it once per batch of
+        them."""
         with self._ended_lock:
-            self._ended.append((attempt, future))
+            self._ended.append((batch, future))
             if len(self._ended) > 1:
                 return  # a wake-up is already on its way
         self._loop.call_soon_threadsafe(self._settle_ended)
@@ -268,61 +346,87 @@ class Dispatcher:
             ended, self._ended = self._ended, []
         now = time.monotonic()
         succeeded: list[tuple[Attempt, bytes, str | None]] = []
-        for attempt, future in ended:
-            queue = attempt.queue
-            self.metrics.attempt_duration(queue.app, queue.name, now - attempt.submitted_at)
+        for batch, future in ended:
+            queue = batch.queue
             queue.running -= 1
-            if self.inflight.get(attempt.claim.id) is attempt:
-                del self.inflight[attempt.claim.id]
+            queue.calls -= len(batch.attempts)
             queue.kick.set()
-            plain = not (attempt.cancelled or attempt.timed_out or attempt.unrunnable)
-            if plain and future.exception() is None:
-                kind, payload = future.result()
-                if kind == "ok":
-                    succeeded.append((attempt, *payload))
-                    continue
-            self._spawn_task(self._settle(attempt, future))
+            for attempt in batch.attempts:
+                self.metrics.attempt_duration(queue.app, queue.name, now - batch.submitted_at)
+                if self.inflight.get(attempt.claim.id) is attempt:
+                    del self.inflight[attempt.claim.id]
+            error = future.exception()
+            if error is None:
+                self._settle_outcomes(batch, future.result(), succeeded)
+            else:
+                self._settle_task_error(batch, error)
         if succeeded:
             self._spawn_task(self._finish_succeeded(succeeded))
 
-    async def _settle(self, attempt: Attempt, future: concurrent.futures.Future[Any]) -> None:
-        """Settle an attempt that did not simply succeed (successes are settled in
-        ``_settle_ended``)."""
+    def _settle_outcomes(
+        self, batch: Batch, outcomes: list[TimedOutcome],
+        succeeded: list[tuple[Attempt, bytes, str | None]],
+    ) -> None:
+        """The task returned: each call's outcome, unless the registry stopped the call."""
+        queue = batch.queue
+        seconds = sum(outcome[2] for outcome in outcomes) / len(outcomes)
+        queue.call_seconds = seconds if queue.call_seconds is None \
+            else 0.7 * queue.call_seconds + 0.3 * seconds
+        for attempt, (kind, payload, _) in zip(batch.attempts, outcomes, strict=True):
+            if attempt.stopped:
+                self._spawn_task(self._settle_stopped(attempt))
+            elif kind == "ok":
+                succeeded.append((attempt, *payload))
+            else:
+                self._spawn_task(self._settle_outcome(attempt, kind, payload))
+
+    def _settle_task_error(self, batch: Batch, error: BaseException) -> None:
+        """The task failed: the registry stopped it, or its worker died."""
+        # When the registry stopped the task for one of its calls, the others go back to
+        # the queue, their attempt uncounted. When the worker of a task of several calls
+        # died, they go back to run one to a task: then only the call that kills its
+        # worker fails. (A call cancelled meanwhile is no longer running: the requeue
+        # leaves it as it is.)
+        stopped = isinstance(error, TaskCancelledError) or any(a.stopped for a in batch.attempts)
+        stranded: list[Claim] = []
+        for attempt in batch.attempts:
+            if attempt.stopped:
+                self._spawn_task(self._settle_stopped(attempt))
+            elif stopped:
+                stranded.append(attempt.claim)
+            elif len(batch.attempts) > 1:
+                self._alone.add(attempt.claim.id)
+                stranded.append(attempt.claim)
+            else:
+                self._spawn_task(self._settle_lost(attempt, error))
+        if stranded:
+            self._spawn_task(self._requeue(batch.queue, stranded))
+
+    async def _settle_stopped(self, attempt: Attempt) -> None:
+        """Settle an attempt the registry stopped: its outcome is the reason it stopped."""
         if attempt.cancelled:
-            future.exception()  # retrieved: the cancellation error is expected
-            return
+            return  # cancel() wrote the outcome
         if attempt.unrunnable is not None:
             await self._settle_error(attempt.claim,
                                      unrunnable(attempt.function, attempt.unrunnable))
             return
-        if attempt.timed_out:
-            timeout = attempt.function.options.timeout
-            await self._settle_failure(attempt, CallState.TIMED_OUT, error_of(
-                FunctionTimeoutError,
-                f"{attempt.function.name} timed out after {timeout:g} s and did not stop; "
-                f"its worker was killed (attempt {attempt.claim.attempts})",
-            ))
-            return
-        await self._settle_done(attempt, future)
+        timeout = attempt.function.options.timeout
+        await self._settle_failure(attempt, CallState.TIMED_OUT, error_of(
+            FunctionTimeoutError,
+            f"{attempt.function.name} timed out after {timeout:g} s and did not stop; "
+            f"its worker was killed (attempt {attempt.claim.attempts})",
+        ))
 
-    async def _settle_done(
-        self, attempt: Attempt, future: concurrent.futures.Future[Any]
-    ) -> None:
-        try:
-            kind, payload = future.result()
-        except TaskCancelledError:
-            return  # cancelled by the user; cancel() wrote the outcome
-        except RayError as exc:
-            # The worker process or node died more times than Ray retries it.
-            await self._settle_error(
-                attempt.claim,
-                error_of(
-                    ExecutionError,
-                    f"{attempt.function.name} could not run: {type(exc).__name__}: "
-                    f"{str(exc).splitlines()[0] if str(exc) else ''}",
-                ),
-            )
-            return
+    async def _settle_lost(self, attempt: Attempt, error: BaseException) -> None:
+        """The worker process or node died more times than Ray retries it."""
+        await self._settle_error(attempt.claim, error_of(
+            ExecutionError,
+            f"{attempt.function.name} could not run: {type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}",
+        ))
+
+    async def _settle_outcome(self, attempt: Attempt, kind: str, payload: ErrorInfo) -> None:
+        """Settle a call whose function did not return a value."""
         if kind == "timeout":
             await self._settle_failure(attempt, CallState.TIMED_OUT, payload)
         elif kind == "invalid":  # arguments the function cannot take: a retry cannot help
@@ -415,9 +519,10 @@ class Dispatcher:
         if before is None:
             return False
         attempt = self.inflight.get(call_id)
+        self._alone.discard(call_id)
         if attempt is not None:
             attempt.cancelled = True
-            ray.cancel(attempt.ref, force=True)
+            attempt.batch.stop()
         elif before is CallState.RUNNING:
             self._cancel_before_start.add(call_id)
         self._on_finished(call_id)
@@ -428,7 +533,7 @@ class Dispatcher:
             attempt = self.inflight.get(call_id)
             if attempt is not None:
                 attempt.cancelled = True
-                ray.cancel(attempt.ref, force=True)
+                attempt.batch.stop()
             self._on_finished(call_id)
 
 

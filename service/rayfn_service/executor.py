@@ -1,14 +1,15 @@
-"""The Ray task that runs one attempt of a user function.
+"""The Ray task that runs attempts of a user function: one, or several short ones in turn.
 
-It returns plain data the registry can read without the user's modules:
+For each call it returns plain data the registry can read without the user's modules:
 ``("ok", result_bytes)``, ``("error", ErrorInfo)`` or ``("timeout", ErrorInfo)``. Every
 user exception is caught here, so a Ray-level failure of this task means the worker
 process or its node died.
 
-The attempt's timeout is kept here, from the moment the function really starts (a task
-may wait in Ray's queue for resources first): SIGALRM interrupts the function, even in
-``time.sleep``. Code that does not return to Python (a stuck C call) cannot be
-interrupted that way; a watchdog thread then asks the registry to force-cancel the task.
+Each attempt's timeout is kept here, from the moment the call really starts (a task may
+wait in Ray's queue for resources first, and a call for the calls before it): SIGALRM
+interrupts the function, even in ``time.sleep``. Code that does not return to Python (a
+stuck C call) cannot be interrupted that way; a watchdog thread then asks the registry to
+force-cancel the task.
 
 Processes the function started and left running are ended when the attempt ends (see
 ``children.py``): the worker is reused for other calls and must not collect strays.
@@ -224,11 +225,26 @@ def execute(
         _accepts.flush()  # calls the function spawned are committed before it counts as done
 
 
-Attempt = tuple[Code, FunctionKey, str, int, bytes, float, tuple[str, str], bool]
+# One Ray task: the function, its timeout, where the registry is, whether to report the
+# node, and the calls to run in turn, each as (call ID, attempt number, pickled arguments).
+Call = tuple[str, int, bytes]
+Batch = tuple[Code, FunctionKey, float, tuple[str, str], bool, tuple[Call, ...]]
+# Each call's outcome, with the seconds it took in this worker.
+TimedOutcome = tuple[str, Any, float]
 
 
-def execute_packed(attempt: Attempt) -> Outcome:
-    """``execute`` with its arguments in one tuple: Ray prepares each task argument on
-    its own, and one argument instead of seven makes a submit about three times cheaper."""
-    return execute(*attempt)
+def execute_batch(batch: Batch) -> list[TimedOutcome]:
+    """Run one or more calls of a function in turn, each with its own deadline, outcome and
+    cleanup. The registry groups a short function's queued calls so that Ray's cost per
+    task is shared by many calls; a call's time here tells it how many to group.
 
+    The arguments come as one tuple: Ray prepares each task argument on its own, and one
+    argument instead of six makes a submit several times cheaper."""
+    code, key, timeout, registry, report_node, calls = batch
+    outcomes: list[TimedOutcome] = []
+    for call_id, attempt, args in calls:
+        started = time.perf_counter()
+        kind, payload = execute(code, key, call_id, attempt, args, timeout, registry,
+                                report_node)
+        outcomes.append((kind, payload, time.perf_counter() - started))
+    return outcomes

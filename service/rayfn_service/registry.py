@@ -119,6 +119,8 @@ class Registry:
             self._catalog,
             default_window=self._settings.default_window,
             retention_seconds=self._settings.retention_seconds,
+            batch_seconds=self._settings.batch_seconds,
+            max_batch=self._settings.max_batch,
             registry_address=(self._settings.namespace, REGISTRY_ACTOR),
             on_finished=self._wake,
             capacity=lambda: self._capacity.current,

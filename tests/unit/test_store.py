@@ -215,6 +215,24 @@ def test_finish_succeeded_stores_many_outcomes_in_one_write(store: SqliteStore) 
     assert late.state is CallState.CANCELLED and late.result is None  # cancel wins
 
 
+def test_requeue_puts_running_calls_back_without_counting_the_attempt(
+    store: SqliteStore,
+) -> None:
+    first, second, cancelled = spawn(store, 3)
+    claim(store, 3)
+    with store.transaction():
+        store.cancel(cancelled, T0, T0 + 100)
+        store.requeue([first, second, cancelled])
+    assert [state_of(store, i) for i in (first, second, cancelled)] == [
+        CallState.QUEUED, CallState.QUEUED, CallState.CANCELLED]  # a cancel stays
+    record = store.get_call(first)
+    assert record is not None and record.attempts == 0
+    with store.transaction():
+        again = store.claim_queued("app", "f", 10, T0 + 3)
+    assert [(c.id, c.attempts, c.args) for c in again] == [
+        (first, 1, b"args-" + first.encode()), (second, 1, b"args-" + second.encode())]
+
+
 def test_finish_stores_the_error(store: SqliteStore) -> None:
     (call_id,) = spawn(store, 1)
     error = ErrorInfo("builtins.ValueError", "bad", "Traceback ...", b"pickled")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from rayfn._payload import ErrorInfo
 from rayfn.states import CallState
@@ -97,6 +97,7 @@ class Store(Protocol):
     def claim_queued(self, app: str, function: str, limit: int, now: float) -> list[Claim]: ...
     def start_retry(self, call_id: str, now: float) -> Claim | None: ...
     def mark_retrying(self, call_id: str) -> bool: ...
+    def requeue(self, call_ids: Sequence[str]) -> None: ...
     def finish(
         self,
         call_id: str,
@@ -132,6 +133,9 @@ class Store(Protocol):
     ) -> list[CallRecord]: ...
 
 
-def chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+T = TypeVar("T")
+
+
+def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]

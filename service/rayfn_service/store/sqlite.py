@@ -328,6 +328,15 @@ class SqliteStore:
         ).fetchone()
         return Claim(*row) if row else None
 
+    def requeue(self, call_ids: Sequence[str]) -> None:
+        """Put running calls back in the queue without counting their attempt: their Ray
+        task was stopped for another call it carried, or never submitted."""
+        self._write.executemany(
+            "UPDATE calls SET state = 'queued', attempts = attempts - 1 "
+            "WHERE id = ? AND state = 'running'",
+            [(call_id,) for call_id in call_ids],
+        )
+
     def finish(
         self,
         call_id: str,
