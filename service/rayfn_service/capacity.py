@@ -190,20 +190,27 @@ class CapacityMonitor:
 
     def __init__(self) -> None:
         self.current = Capacity()
-        self._read_at = -float("inf")
+        self._read_started = -float("inf")  # when the latest reading began (monotonic)
+        self._lock = asyncio.Lock()
 
-    async def refresh(self, max_age: float = 0.0) -> Capacity:
-        """Read the cluster again unless the last reading is younger than ``max_age``."""
-        if time.monotonic() - self._read_at >= max_age:
+    async def refresh(self, since: float | None = None) -> Capacity:
+        """Read the cluster again, unless a reading that began after ``since`` (monotonic)
+        is at hand: requests that wait together share one reading."""
+        asked = time.monotonic() if since is None else since
+        async with self._lock:
+            if self._read_started >= asked:
+                return self.current
+            self._read_started = time.monotonic()
             try:
                 self.current = await asyncio.to_thread(read_capacity)
             except Exception:  # the GCS may be restarting: keep the last reading
                 logger.warning("cannot read the cluster's nodes", exc_info=True)
-            self._read_at = time.monotonic()
         return self.current
 
     async def shortfall(self, shape: Shape) -> str | None:
-        """Why no node can run ``shape``, confirmed by a fresh reading; None if one can."""
+        """Why no node can run ``shape``, confirmed by a reading that began after the
+        question (a node may have joined since the last one); None if one can run it."""
+        asked = time.monotonic()
         if self.current.shortfall(shape) is None:
             return None
-        return (await self.refresh(max_age=1.0)).shortfall(shape)
+        return (await self.refresh(since=asked)).shortfall(shape)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
+import pytest
+
 from rayfn.options import FunctionOptions
+from rayfn_service import capacity
 from rayfn_service.capacity import Capacity, monitor_config_path, node_types_of_yaml, shape_of
 
 HEAD = {"CPU": 4.0, "memory": 8.0 * 2**30, "node:__internal_head__": 1.0}
@@ -132,3 +137,28 @@ def test_single_node_only_without_an_autoscaler_that_could_add_one() -> None:
     assert not Capacity(nodes=(one,), node_types=(one,), known=True).single_node
     assert not Capacity(nodes=(one,), autoscaler_unknown=True, known=True).single_node
     assert not Capacity(nodes=(one,)).single_node  # not read yet: assume more may come
+
+
+def test_a_refusal_is_confirmed_by_a_reading_begun_after_the_question(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A node may join just after a reading began: a spawn it could run is not refused on
+    that reading. Questions that wait together share the next reading."""
+    readings = [Capacity(nodes=(HEAD,), known=True), Capacity(nodes=(HEAD, GPU_NODE), known=True)]
+    reads: list[Capacity] = []
+
+    def read() -> Capacity:
+        time.sleep(0.05)
+        reads.append(readings[min(len(reads), 1)])
+        return reads[-1]
+
+    monkeypatch.setattr(capacity, "read_capacity", read)
+
+    async def scenario() -> list[str | None]:
+        monitor = capacity.CapacityMonitor()
+        await monitor.refresh()  # the head alone; then the GPU node joins
+        return list(await asyncio.gather(*(monitor.shortfall(shape(gpu=1)) for _ in range(5))))
+
+    assert asyncio.run(scenario()) == [None] * 5
+    # The first question's reading began before the others were asked; they share one.
+    assert len(reads) == 3
