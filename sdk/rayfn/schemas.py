@@ -70,7 +70,8 @@ class AppInfo(BaseModel):
 
 
 class FunctionStats(BaseModel):
-    """A function's queue: calls waiting, in Ray, retrying, and its window.
+    """A function's queue: calls waiting, in Ray, retrying, and its window (the most Ray
+    tasks it has at once; a task may carry several short calls).
 
     ``nodes`` counts the attempts running on each Ray node (by node ID); ``in_ray`` minus
     their sum are waiting in Ray for resources, the demand the autoscaler sees."""
