@@ -6,8 +6,9 @@ workers warmed just before it is timed) and returns rows of the table.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,22 +32,27 @@ def warm_rayfn(fn: Any) -> None:
 
 
 def trivial(n: int) -> list[Row]:
-    """1. Spawn N trivial calls one by one and get them all, vs f.remote + ray.get."""
+    """1. Spawn N trivial calls one by one and get them all, vs f.remote + ray.get; and the
+    same on a registry that runs every call in a task of its own."""
     import ray
 
     import rayfn
 
-    app = rayfn.App("bench-trivial")
+    def deploy() -> tuple[Any, Any]:
+        app = rayfn.App("bench-trivial")
 
-    @app.function()
-    def echo(x: int) -> int:
-        return x
+        @app.function()
+        def echo(x: int) -> int:
+            return x
 
-    app.deploy()
+        app.deploy()
+        return app, echo
+
+    app, echo = deploy()
     raw = ray.remote(echo.get_raw_f())
 
-    def with_rayfn() -> None:
-        calls = [echo.spawn(i) for i in range(n)]
+    def with_rayfn(fn: Any) -> None:
+        calls = [fn.spawn(i) for i in range(n)]
         assert rayfn.FunctionCall.gather(*calls) == list(range(n))
 
     def with_ray() -> None:
@@ -55,10 +61,45 @@ def trivial(n: int) -> list[Row]:
     warm_raw(raw)
     t_ray = timed(with_ray)
     warm_rayfn(echo)
-    t_rayfn = timed(with_rayfn)
+    t_rayfn = timed(lambda: with_rayfn(echo))
     app.stop()
-    return [Row(f"1. {n:,} trivial calls: spawn each, get all", "throughput", n / t_rayfn,
-                n / t_ray, "calls/s")]
+    with _registry_without_batches():
+        _, alone = deploy()
+        warm_rayfn(alone)
+        t_alone = timed(lambda: with_rayfn(alone))
+    return [
+        Row(f"1. {n:,} trivial calls: spawn each, get all", "throughput", n / t_rayfn,
+            n / t_ray, "calls/s"),
+        Row("1. the same, one call per Ray task (`RAYFN_BATCH_SECONDS=0`)", "throughput",
+            n / t_alone, n / t_ray, "calls/s"),
+    ]
+
+
+@contextlib.contextmanager
+def _registry_without_batches() -> Iterator[None]:
+    """A second registry on the same cluster, in its own namespace and store, that runs
+    every call in a Ray task of its own; the SDK points at it meanwhile."""
+    import ray
+
+    import rayfn
+    from rayfn._client import reset
+    from rayfn.settings import get_settings
+    from rayfn_service.launch import ensure_registry
+    from rayfn_service.names import REGISTRY_ACTOR
+
+    base = get_settings()
+    settings = base.model_copy(update={
+        "namespace": f"{base.namespace}-unbatched",
+        "state_dir": base.state_dir / "unbatched",
+        "batch_seconds": 0.0,
+    })
+    ensure_registry(settings)
+    rayfn.connect(namespace=settings.namespace, state_dir=str(settings.state_dir))
+    try:
+        yield
+    finally:
+        ray.kill(ray.get_actor(REGISTRY_ACTOR, namespace=settings.namespace), no_restart=True)
+        reset()
 
 
 def spawn_map(n: int) -> list[Row]:
