@@ -112,6 +112,11 @@ class FunctionCall(Generic[R]):
         """State, attempts, timestamps and error of the call."""
         return get_client().status(self.object_id)
 
+    def logs(self) -> str:
+        """What the call's attempts printed to stdout and stderr, kept as each attempt
+        ends (see ``CallLogs``); empty while none has ended or when nothing was printed."""
+        return get_client().logs(self.object_id).logs
+
     def cancel(self, terminate_containers: bool = False) -> CallStatus:
         """Cancel the call: a queued call never runs, a running one is stopped and not
         retried. Cancelling a finished call changes nothing."""

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidat
 from rayfn._payload import ErrorInfo, Outcome
 from rayfn.states import CallState
 
-__all__ = ["CallStatus", "AppInfo", "FunctionInfo", "FunctionStats"]
+__all__ = ["CallStatus", "CallLogs", "AppInfo", "FunctionInfo", "FunctionStats"]
 
 
 def _iso(ts: float | None) -> str | None:
@@ -56,6 +56,19 @@ class FunctionInfo(BaseModel):
     name: str
     version: int
     options: dict[str, Any]
+
+
+class CallLogs(BaseModel):
+    """What a call's attempts printed to stdout and stderr, in order, each attempt after
+    the first under a ``--- attempt N ---`` line. Output is kept when an attempt ends,
+    with the call's result (and deleted with it); an attempt whose worker was killed
+    leaves none. Each attempt keeps its last 64 KiB."""
+
+    model_config = ConfigDict(frozen=True)
+
+    call_id: str
+    state: CallState
+    logs: str
 
 
 class AppInfo(BaseModel):

@@ -97,6 +97,21 @@ class Attempt:
         return self.cancelled or self.timed_out or self.unrunnable is not None
 
 
+# An attempt that returned a value: the value pickled, as JSON when it has that form, and
+# the attempt's output for the call's log.
+Succeeded = tuple[Attempt, bytes, str | None, str | None]
+
+
+def attempt_log(attempt: int, output: str) -> str | None:
+    """An attempt's output as it is added to its call's log: None when it printed nothing;
+    a heading when it is a retry, so each attempt's lines can be told apart."""
+    if not output:
+        return None
+    if not output.endswith("\n"):
+        output += "\n"
+    return output if attempt == 1 else f"--- attempt {attempt} ---\n{output}"
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -345,7 +360,7 @@ class Dispatcher:
         with self._ended_lock:
             ended, self._ended = self._ended, []
         now = time.monotonic()
-        succeeded: list[tuple[Attempt, bytes, str | None]] = []
+        succeeded: list[Succeeded] = []
         for batch, future in ended:
             queue = batch.queue
             queue.running -= 1
@@ -365,20 +380,21 @@ class Dispatcher:
 
     def _settle_outcomes(
         self, batch: Batch, outcomes: list[TimedOutcome],
-        succeeded: list[tuple[Attempt, bytes, str | None]],
+        succeeded: list[Succeeded],
     ) -> None:
         """The task returned: each call's outcome, unless the registry stopped the call."""
         queue = batch.queue
         seconds = sum(outcome[2] for outcome in outcomes) / len(outcomes)
         queue.call_seconds = seconds if queue.call_seconds is None \
             else 0.7 * queue.call_seconds + 0.3 * seconds
-        for attempt, (kind, payload, _) in zip(batch.attempts, outcomes, strict=True):
+        for attempt, (kind, payload, _, output) in zip(batch.attempts, outcomes, strict=True):
+            logs = attempt_log(attempt.claim.attempts, output)
             if attempt.stopped:
                 self._spawn_task(self._settle_stopped(attempt))
             elif kind == "ok":
-                succeeded.append((attempt, *payload))
+                succeeded.append((attempt, *payload, logs))
             else:
-                self._spawn_task(self._settle_outcome(attempt, kind, payload))
+                self._spawn_task(self._settle_outcome(attempt, kind, payload, logs))
 
     def _settle_task_error(self, batch: Batch, error: BaseException) -> None:
         """The task failed: the registry stopped it, or its worker died."""
@@ -425,23 +441,27 @@ class Dispatcher:
             f"{str(error).splitlines()[0] if str(error) else ''}",
         ))
 
-    async def _settle_outcome(self, attempt: Attempt, kind: str, payload: ErrorInfo) -> None:
+    async def _settle_outcome(
+        self, attempt: Attempt, kind: str, payload: ErrorInfo, logs: str | None
+    ) -> None:
         """Settle a call whose function did not return a value."""
         if kind == "timeout":
-            await self._settle_failure(attempt, CallState.TIMED_OUT, payload)
+            await self._settle_failure(attempt, CallState.TIMED_OUT, payload, logs)
         elif kind == "invalid":  # arguments the function cannot take: a retry cannot help
-            await self._settle_error(attempt.claim, payload)
+            await self._settle_error(attempt.claim, payload, logs)
         else:
-            await self._settle_failure(attempt, CallState.FAILED, payload)
+            await self._settle_failure(attempt, CallState.FAILED, payload, logs)
 
-    async def _settle_failure(self, attempt: Attempt, state: CallState, error: ErrorInfo) -> None:
+    async def _settle_failure(
+        self, attempt: Attempt, state: CallState, error: ErrorInfo, logs: str | None = None
+    ) -> None:
         retries = attempt.function.options.retries
         done = attempt.claim.attempts
         if retries is None or done > retries.max_retries:
-            await self._finish(attempt.claim, state, error=error)
+            await self._finish(attempt.claim, state, error=error, logs=logs)
             return
         marked = await self._commit.run(
-            lambda: self._store.mark_retrying(attempt.claim.id), durable=False
+            lambda: self._store.mark_retrying(attempt.claim.id, logs), durable=False
         )
         if not marked:
             return  # cancelled meanwhile
@@ -453,19 +473,22 @@ class Dispatcher:
         queue.retry_ready.append(call_id)
         queue.kick.set()
 
-    async def _settle_error(self, claim: Claim, error: ErrorInfo) -> None:
-        await self._finish(claim, CallState.FAILED, error=error)
+    async def _settle_error(
+        self, claim: Claim, error: ErrorInfo, logs: str | None = None
+    ) -> None:
+        await self._finish(claim, CallState.FAILED, error=error, logs=logs)
 
-    async def _finish_succeeded(self, succeeded: list[tuple[Attempt, bytes, str | None]]) -> None:
+    async def _finish_succeeded(self, succeeded: list[Succeeded]) -> None:
         now = time.time()
         write = functools.partial(
             self._store.finish_succeeded,
-            [(attempt.claim.id, result, as_json) for attempt, result, as_json in succeeded],
+            [(attempt.claim.id, result, as_json, logs)
+             for attempt, result, as_json, logs in succeeded],
             now=now,
             expires_at=now + self._retention,
         )
         await self._write_outcome(write, len(succeeded))
-        for attempt, _, _ in succeeded:
+        for attempt, *_ in succeeded:
             self.metrics.outcome(attempt.claim.app, attempt.claim.function,
                                  CallState.SUCCEEDED.value)
             self._on_finished(attempt.claim.id)
@@ -493,6 +516,7 @@ class Dispatcher:
         result: bytes | None = None,
         result_json: str | None = None,
         error: ErrorInfo | None = None,
+        logs: str | None = None,
     ) -> None:
         now = time.time()
         write = functools.partial(
@@ -504,6 +528,7 @@ class Dispatcher:
             result=result,
             result_json=result_json,
             error=error,
+            logs=logs,
         )
         await self._write_outcome(write, 1)
         self.metrics.outcome(claim.app, claim.function, state.value)

@@ -45,6 +45,7 @@ from rayfn.exception import (
     SerializationError,
 )
 from rayfn_service import children
+from rayfn_service.call_output import captured
 
 FunctionKey = tuple[str, int, str]
 Outcome = tuple[str, Any]
@@ -229,14 +230,14 @@ def execute(
 # node, and the calls to run in turn, each as (call ID, attempt number, pickled arguments).
 Call = tuple[str, int, bytes]
 Batch = tuple[Code, FunctionKey, float, tuple[str, str], bool, tuple[Call, ...]]
-# Each call's outcome, with the seconds it took in this worker.
-TimedOutcome = tuple[str, Any, float]
+# Each call's outcome, with the seconds it took in this worker and what it printed.
+TimedOutcome = tuple[str, Any, float, str]
 
 
 def execute_batch(batch: Batch) -> list[TimedOutcome]:
-    """Run one or more calls of a function in turn, each with its own deadline, outcome and
-    cleanup. The registry groups a short function's queued calls so that Ray's cost per
-    task is shared by many calls; a call's time here tells it how many to group.
+    """Run one or more calls of a function in turn, each with its own deadline, outcome,
+    output and cleanup. The registry groups a short function's queued calls so that Ray's
+    cost per task is shared by many calls; a call's time here tells it how many to group.
 
     The arguments come as one tuple: Ray prepares each task argument on its own, and one
     argument instead of six makes a submit several times cheaper."""
@@ -244,7 +245,8 @@ def execute_batch(batch: Batch) -> list[TimedOutcome]:
     outcomes: list[TimedOutcome] = []
     for call_id, attempt, args in calls:
         started = time.perf_counter()
-        kind, payload = execute(code, key, call_id, attempt, args, timeout, registry,
-                                report_node)
-        outcomes.append((kind, payload, time.perf_counter() - started))
+        with captured() as output:
+            kind, payload = execute(code, key, call_id, attempt, args, timeout, registry,
+                                    report_node)
+        outcomes.append((kind, payload, time.perf_counter() - started, output.text()))
     return outcomes

@@ -23,7 +23,7 @@ from rayfn._ids import validate_call_id
 from rayfn._names import validate_name
 from rayfn._payload import Outcome, check_input_size
 from rayfn.exception import InvalidError, NotFoundError, ResourcesUnavailableError, StoreError
-from rayfn.schemas import AppInfo, CallStatus, FunctionInfo, FunctionStats
+from rayfn.schemas import AppInfo, CallLogs, CallStatus, FunctionInfo, FunctionStats
 from rayfn.settings import Settings
 from rayfn.states import CallState
 from rayfn_service.capacity import CapacityMonitor, shape_of
@@ -362,6 +362,14 @@ class Registry:
     @_needs_store
     async def status(self, call_id: str) -> CallStatus:
         return status_of(self._record(call_id, with_payload=True), time.time())
+
+    @_needs_store
+    async def logs(self, call_id: str) -> CallLogs:
+        validate_call_id(call_id)
+        found = self._store.get_logs(call_id)
+        if found is None:
+            raise NotFoundError(f"no call with ID {call_id}")
+        return CallLogs(call_id=call_id, state=found[0], logs=found[1])
 
     @_needs_store
     async def cancel(self, call_id: str) -> CallStatus:

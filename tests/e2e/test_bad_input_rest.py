@@ -188,8 +188,11 @@ def test_malformed_and_unknown_ids_in_every_id_route(rest: httpx.Client) -> None
         segment = quote(bad, safe="")
         for method, route in (("GET", f"/v1/calls/{segment}"),
                               ("GET", f"/v1/calls/{segment}/result"),
+                              ("GET", f"/v1/calls/{segment}/logs"),
                               ("POST", f"/v1/calls/{segment}/cancel")):
             response = rest.request(method, route)
             assert 400 <= response.status_code < 500, (bad, route, response.text)
             assert error_type(response) in {"InvalidError", "NotFoundError"}
     assert rest.get(f"/v1/calls/{new_call_id()}").status_code == 404
+    unknown_logs = rest.get(f"/v1/calls/{new_call_id()}/logs")
+    assert unknown_logs.status_code == 404 and error_type(unknown_logs) == "NotFoundError"

@@ -19,19 +19,24 @@ def test_modal_job_queue_example_end_to_end(rayfn_cli: Cli) -> None:
     assert ran.stdout.strip().splitlines()[-1] == "{'result': 'my-data'}"
 
 
-def test_call_commands(rayfn_cli: Cli, tmp_path: Path) -> None:
-    rayfn_cli("deploy", EXAMPLE)
-    script = tmp_path / "spawn_one.py"
-    script.write_text(
-        "import rayfn\n"
-        "f = rayfn.Function.from_name('my-job-queue', 'process_job')\n"
-        "print(f.spawn('cli-data').object_id)\n"
-    )
+def _script_output(path: Path, code: str) -> str:
+    """Run ``code`` as a script of its own (a client process of the service)."""
     import sys
 
-    call_id = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, check=True, timeout=120
+    path.write_text(code)
+    return subprocess.run(
+        [sys.executable, str(path)], capture_output=True, text=True, check=True, timeout=120
     ).stdout.strip()
+
+
+def test_call_commands(rayfn_cli: Cli, tmp_path: Path) -> None:
+    rayfn_cli("deploy", EXAMPLE)
+    call_id = _script_output(
+        tmp_path / "spawn_one.py",
+        "import rayfn\n"
+        "f = rayfn.Function.from_name('my-job-queue', 'process_job')\n"
+        "print(f.spawn('cli-data').object_id)\n",
+    )
     got = rayfn_cli("call", "get", call_id, "--timeout", "60")
     assert got.stdout.strip() == "{'result': 'cli-data'}"
     status = json.loads(rayfn_cli("call", "status", call_id).stdout)
@@ -47,6 +52,23 @@ def test_call_commands(rayfn_cli: Cli, tmp_path: Path) -> None:
     assert "registry: running since" in status_out
 
 
+def test_call_logs_prints_what_the_call_printed(rayfn_cli: Cli, tmp_path: Path) -> None:
+    app_file = tmp_path / "printing_app.py"
+    app_file.write_text(
+        "import rayfn\napp = rayfn.App('cli-logs')\n"
+        "@app.function()\ndef shout(x):\n    print('heard', x)\n    return x\n"
+    )
+    rayfn_cli("deploy", str(app_file))
+    call_id = _script_output(
+        tmp_path / "spawn_and_wait.py",
+        "import rayfn\n"
+        "call = rayfn.Function.from_name('cli-logs', 'shout').spawn(7)\n"
+        "call.get(timeout=60)\n"
+        "print(call.object_id)\n",
+    )
+    assert rayfn_cli("call", "logs", call_id).stdout == "heard 7\n"
+
+
 def test_user_mistakes_print_one_line_and_exit_nonzero(rayfn_cli: Cli, tmp_path: Path) -> None:
     broken = tmp_path / "broken_syntax.py"
     broken.write_text("import rayfn\napp = rayfn.App('x'\n")
@@ -60,6 +82,7 @@ def test_user_mistakes_print_one_line_and_exit_nonzero(rayfn_cli: Cli, tmp_path:
     cases = {
         ("call", "get", "not-an-id"): "malformed call ID",
         ("call", "status", "fc-01ARZ3NDEKTSV4RRFFQ69G5FAV"): "no call with ID",
+        ("call", "logs", "fc-01ARZ3NDEKTSV4RRFFQ69G5FAV"): "no call with ID",
         ("deploy", str(broken)): "syntax error",
         ("deploy", str(no_app)): "defines no rayfn App",
         ("deploy", str(two_apps)): "defines 2 Apps",

@@ -18,7 +18,7 @@ from rayfn.exception import StoreError
 from rayfn.states import CallState
 from rayfn_service.store.base import FunctionRecord, NewCall
 from rayfn_service.store.group_commit import GroupCommit
-from rayfn_service.store.sqlite import SqliteStore
+from rayfn_service.store.sqlite import SCHEMA, SqliteStore
 
 T0 = 1_700_000_000.0
 
@@ -204,8 +204,9 @@ def test_finish_succeeded_stores_many_outcomes_in_one_write(store: SqliteStore) 
     with store.transaction():
         store.cancel(cancelled, T0, T0 + 100)
     with store.transaction():
-        store.finish_succeeded([(first, b"1", "1"), (second, b"2", None),
-                                (cancelled, b"late", None), ("fc-unknown", b"x", None)],
+        store.finish_succeeded([(first, b"1", "1", None), (second, b"2", None, None),
+                                (cancelled, b"late", None, None),
+                                ("fc-unknown", b"x", None, None)],
                                now=T0 + 5, expires_at=T0 + 50)
     one, two, late = (store.get_call(i) for i in (first, second, cancelled))
     assert one is not None and two is not None and late is not None
@@ -334,6 +335,42 @@ def test_sweep_expired_clears_payload_and_keeps_the_row(store: SqliteStore) -> N
     kept = store.get_call(fresh)
     assert kept is not None and not kept.expired and kept.result == b"r"
     assert state_of(store, active) is CallState.QUEUED
+
+
+def test_each_attempt_adds_its_output_to_the_log_until_it_expires(store: SqliteStore) -> None:
+    retried, succeeded, quiet = spawn(store, 3)
+    claim(store, 3)
+    with store.transaction():
+        store.mark_retrying(retried, "first\n")
+        store.start_retry(retried, T0 + 2)
+        store.finish(retried, CallState.FAILED, now=T0 + 3, expires_at=T0 + 10,
+                     error=ErrorInfo("builtins.KeyError", "k", "", b""),
+                     logs="--- attempt 2 ---\nsecond\n")
+        store.finish_succeeded([(succeeded, b"r", None, "done\n"), (quiet, b"r", None, None)],
+                               now=T0 + 3, expires_at=T0 + 1000)
+        store.cancel(retried, T0 + 4, T0 + 10)  # ended already: its log stays
+    assert store.get_logs(retried) == (CallState.FAILED,
+                                       "first\n--- attempt 2 ---\nsecond\n")
+    assert store.get_logs(succeeded) == (CallState.SUCCEEDED, "done\n")
+    assert store.get_logs(quiet) == (CallState.SUCCEEDED, "")
+    assert store.get_logs("fc-00000000000000000000000000") is None
+    with store.transaction():
+        assert store.sweep_expired(T0 + 10) == 1
+    assert store.get_logs(retried) == (CallState.FAILED, "")
+
+
+def test_a_store_made_before_logs_gains_the_column(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    with sqlite3.connect(db_path) as old:
+        old.executescript(SCHEMA.replace(",\n    logs TEXT", ""))
+    assert "logs" not in {r[1] for r in sqlite3.connect(db_path).execute(
+        "PRAGMA table_info(calls)")}
+    store = SqliteStore(db_path)
+    try:
+        (call_id,) = spawn(store, 1)
+        assert store.get_logs(call_id) == (CallState.QUEUED, "")
+    finally:
+        store.close()
 
 
 def test_sweep_expired_respects_its_limit(store: SqliteStore) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from rayfn._payload import Outcome
-from rayfn.schemas import AppInfo, CallStatus, FunctionInfo, FunctionStats
+from rayfn.schemas import AppInfo, CallLogs, CallStatus, FunctionInfo, FunctionStats
 from rayfn.settings import Settings
 
 DeployedFunction = tuple[str, str, bytes, str]  # name, options JSON, code, runtime_env JSON
@@ -29,6 +29,7 @@ class Client(Protocol):
     def get_many(self, call_ids: Sequence[str], timeout: float) -> list[Outcome]: ...
     def status(self, call_id: str) -> CallStatus: ...
     def cancel(self, call_id: str) -> CallStatus: ...
+    def logs(self, call_id: str) -> CallLogs: ...
     def list_calls(
         self,
         app: str | None = None,

@@ -24,6 +24,7 @@ from rayfn.schemas import (
     AppInfo,
     AppList,
     CallList,
+    CallLogs,
     CallStatus,
     DeployFunction,
     DeployRequest,
@@ -191,6 +192,10 @@ class HttpClient:
     def cancel(self, call_id: str) -> CallStatus:
         response = self._request("POST", f"{_call(call_id)}/cancel")
         return CallStatus.model_validate_json(response.content)
+
+    def logs(self, call_id: str) -> CallLogs:
+        response = self._request("GET", f"{_call(call_id)}/logs")
+        return CallLogs.model_validate_json(response.content)
 
     def list_calls(
         self,

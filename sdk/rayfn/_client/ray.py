@@ -18,7 +18,7 @@ from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError, RayTa
 from rayfn._client.base import DeployedFunction
 from rayfn._payload import Outcome
 from rayfn.exception import ConnectionError
-from rayfn.schemas import AppInfo, CallStatus, FunctionInfo, FunctionStats
+from rayfn.schemas import AppInfo, CallLogs, CallStatus, FunctionInfo, FunctionStats
 from rayfn.settings import Settings
 from rayfn_service.names import REGISTRY_ACTOR
 
@@ -203,6 +203,10 @@ class RayClient:
     def cancel(self, call_id: str) -> CallStatus:
         status: CallStatus = self._call("cancel", call_id)
         return status
+
+    def logs(self, call_id: str) -> CallLogs:
+        logs: CallLogs = self._call("logs", call_id)
+        return logs
 
     def list_calls(
         self,

@@ -329,6 +329,16 @@ def call_get(call_id: str, timeout: float) -> None:
     console.print(repr(value), highlight=False)
 
 
+@call_group.command(name="logs")
+@click.argument("call_id")
+@friendly_errors
+def call_logs(call_id: str) -> None:
+    """Print what a call's attempts printed to stdout and stderr."""
+    from rayfn.call import FunctionCall
+
+    click.echo(FunctionCall.from_id(call_id).logs(), nl=False)
+
+
 @call_group.command(name="cancel")
 @click.argument("call_id")
 @friendly_errors

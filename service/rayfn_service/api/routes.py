@@ -20,6 +20,7 @@ from rayfn.schemas import (
     BatchSpawnRequest,
     BatchSpawnResponse,
     CallList,
+    CallLogs,
     CallStatus,
     DeployRequest,
     DeployResponse,
@@ -338,6 +339,14 @@ async def call_result(
             status_code=406,
         )
     return Response(outcome.result_json, media_type="application/json")
+
+
+@router.get("/calls/{call_id}/logs", response_model=CallLogs, responses=_errors(404),
+            summary="What a call's attempts printed to stdout and stderr")
+async def call_logs(request: Request, call_id: CallId) -> CallLogs:
+    validate_call_id(call_id)
+    logs: CallLogs = await registry(request).call("logs", call_id)
+    return logs
 
 
 @router.post("/calls/{call_id}/cancel", response_model=CallStatus,

@@ -56,7 +56,8 @@ CREATE TABLE IF NOT EXISTS calls (
     error_type TEXT,
     error_message TEXT,
     error_traceback TEXT,
-    error_blob BLOB
+    error_blob BLOB,
+    logs TEXT
 );
 CREATE TABLE IF NOT EXISTS idempotency (
     key TEXT PRIMARY KEY,
@@ -78,6 +79,8 @@ _CALL_COLUMNS = (
     "expires_at, expired, error_type, error_message"
 )
 _PAYLOAD_COLUMNS = ", result, error_traceback, error_blob, result_json"
+# An attempt's output is added to the call's log; None adds nothing (two parameters).
+_ADD_LOGS = "logs = CASE WHEN ? IS NULL THEN logs ELSE COALESCE(logs, '') || ? END"
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -138,6 +141,8 @@ class SqliteStore:
         columns = {row[1] for row in self._write.execute("PRAGMA table_info(calls)")}
         if "result_json" not in columns:
             self._write.execute("ALTER TABLE calls ADD COLUMN result_json TEXT")
+        if "logs" not in columns:
+            self._write.execute("ALTER TABLE calls ADD COLUMN logs TEXT")
 
     def close(self) -> None:
         self._write.close()
@@ -313,9 +318,10 @@ class SqliteStore:
         rows.sort(key=lambda r: r[0])
         return [Claim(*row) for row in rows]
 
-    def mark_retrying(self, call_id: str) -> bool:
+    def mark_retrying(self, call_id: str, logs: str | None = None) -> bool:
         cur = self._write.execute(
-            "UPDATE calls SET state = 'retrying' WHERE id = ? AND state = 'running'", (call_id,)
+            f"UPDATE calls SET state = 'retrying', {_ADD_LOGS} WHERE id = ? AND state = 'running'",
+            (logs, logs, call_id),
         )
         return cur.rowcount > 0
 
@@ -347,11 +353,13 @@ class SqliteStore:
         result: bytes | None = None,
         result_json: str | None = None,
         error: ErrorInfo | None = None,
+        logs: str | None = None,
     ) -> bool:
         cur = self._write.execute(
             "UPDATE calls SET state = ?, finished_at = ?, expires_at = ?, args = NULL, "
             "result = ?, result_json = ?, error_type = ?, error_message = ?, "
-            "error_traceback = ?, error_blob = ? WHERE id = ? AND state IN (?, ?, ?)",
+            f"error_traceback = ?, error_blob = ?, {_ADD_LOGS} "
+            "WHERE id = ? AND state IN (?, ?, ?)",
             (
                 state.value,
                 now,
@@ -362,6 +370,8 @@ class SqliteStore:
                 error.message if error else None,
                 error.traceback if error else None,
                 error.exception if error else None,
+                logs,
+                logs,
                 call_id,
                 *_ACTIVE,
             ),
@@ -369,18 +379,31 @@ class SqliteStore:
         return cur.rowcount > 0
 
     def finish_succeeded(
-        self, results: Sequence[tuple[str, bytes, str | None]], *, now: float, expires_at: float
+        self,
+        results: Sequence[tuple[str, bytes, str | None, str | None]],
+        *,
+        now: float,
+        expires_at: float,
     ) -> None:
-        """Store many successful outcomes (ID, pickled result, JSON form) in one statement.
+        """Store many successful outcomes (ID, pickled result, JSON form, output of the
+        attempt) in one statement.
 
         Calls that are no longer active (cancelled meanwhile) keep their outcome."""
         self._write.executemany(
             "UPDATE calls SET state = 'succeeded', finished_at = ?, expires_at = ?, "
             "args = NULL, result = ?, result_json = ?, error_type = NULL, error_message = NULL, "
-            "error_traceback = NULL, error_blob = NULL WHERE id = ? AND state IN (?, ?, ?)",
-            [(now, expires_at, result, as_json, call_id, *_ACTIVE)
-             for call_id, result, as_json in results],
+            f"error_traceback = NULL, error_blob = NULL, {_ADD_LOGS} "
+            "WHERE id = ? AND state IN (?, ?, ?)",
+            [(now, expires_at, result, as_json, logs, logs, call_id, *_ACTIVE)
+             for call_id, result, as_json, logs in results],
         )
+
+    def get_logs(self, call_id: str) -> tuple[CallState, str] | None:
+        """A call's state and what its attempts printed; None for an unknown ID."""
+        row = self._read.execute(
+            "SELECT state, logs FROM calls WHERE id = ?", (call_id,)
+        ).fetchone()
+        return None if row is None else (_STATE_OF[row[0]], row[1] or "")
 
     def cancel(self, call_id: str, now: float, expires_at: float) -> CallState | None:
         """Cancel an unfinished call; return its state before, or None if it had ended."""
@@ -468,7 +491,7 @@ class SqliteStore:
         """Delete result bytes past retention, keeping the row as a tombstone."""
         cur = self._write.execute(
             "UPDATE calls SET expired = 1, result = NULL, result_json = NULL, error_blob = NULL, "
-            "error_traceback = NULL, args = NULL WHERE id IN (SELECT id FROM calls "
+            "error_traceback = NULL, args = NULL, logs = NULL WHERE id IN (SELECT id FROM calls "
             "WHERE expired = 0 AND expires_at <= ? LIMIT ?)",
             (now, limit),
         )
