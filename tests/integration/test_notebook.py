@@ -74,3 +74,5 @@ def test_quickstart_notebook(
     )
     assert "49" in outputs
     assert "caught InvalidJobError" in outputs
+    # square.map(range(10)) drew its progress bar as text: there are no ipywidgets here.
+    assert "\rsquare [" + "#" * 30 + "] 10/10 " in outputs
