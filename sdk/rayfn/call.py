@@ -113,8 +113,9 @@ class FunctionCall(Generic[R]):
         return get_client().status(self.object_id)
 
     def logs(self) -> str:
-        """What the call's attempts printed to stdout and stderr, kept as each attempt
-        ends (see ``CallLogs``); empty while none has ended or when nothing was printed."""
+        """What the call's attempts printed to stdout and stderr so far (see
+        ``CallLogs``): a running attempt's output shows about a second after it is
+        printed."""
         return get_client().logs(self.object_id).logs
 
     def cancel(self, terminate_containers: bool = False) -> CallStatus:

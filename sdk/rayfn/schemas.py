@@ -60,9 +60,10 @@ class FunctionInfo(BaseModel):
 
 class CallLogs(BaseModel):
     """What a call's attempts printed to stdout and stderr, in order, each attempt after
-    the first under a ``--- attempt N ---`` line. Output is kept when an attempt ends,
-    with the call's result (and deleted with it); an attempt whose worker was killed
-    leaves none. Each attempt keeps its last 64 KiB."""
+    the first under a ``--- attempt N ---`` line. A running attempt's output shows about
+    a second after it is printed; an ended attempt's is kept with the call's result (and
+    deleted with it), except when its worker was killed. Each attempt keeps its last
+    64 KiB."""
 
     model_config = ConfigDict(frozen=True)
 

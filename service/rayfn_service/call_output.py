@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import io
 import sys
+import threading
 from collections.abc import Iterator
 from typing import TextIO
 
@@ -28,12 +29,16 @@ class CallLog:
         self._parts: list[str] = []
         self._size = 0
         self._dropped = 0
+        self._lock = threading.Lock()  # the call's threads write; the watchdog reads
+        self.writes = 0  # how many writes so far: tells a reader whether there is news
 
     def add(self, text: str) -> None:
-        self._parts.append(text)
-        self._size += len(text)
-        if self._size > 2 * MAX_LOG_CHARS:  # compact now and then, not on every write
-            self._trim()
+        with self._lock:
+            self._parts.append(text)
+            self._size += len(text)
+            self.writes += 1
+            if self._size > 2 * MAX_LOG_CHARS:  # compact now and then, not on every write
+                self._trim()
 
     def _trim(self) -> None:
         joined = "".join(self._parts)
@@ -43,7 +48,8 @@ class CallLog:
         self._size = len(joined) - cut
 
     def text(self) -> str:
-        self._trim()
+        with self._lock:
+            self._trim()
         if not self._dropped:
             return self._parts[0] if self._parts else ""
         return f"[{self._dropped} earlier characters not kept]\n{self._parts[0]}"

@@ -82,6 +82,7 @@ class Attempt:
     timed_out: bool = False
     node_id: str | None = None  # reported by the executor once the attempt starts
     unrunnable: str | None = None  # why no node can ever run it (the cluster shrank)
+    output: str = ""  # what it printed so far, as its worker last reported
 
     @property
     def function(self) -> RuntimeFunction:
@@ -187,6 +188,18 @@ class Dispatcher:
         attempt = self.inflight.get(call_id)
         if attempt is not None and attempt.claim.attempts == attempt_number:
             attempt.node_id = node_id
+
+    def attempt_output(self, call_id: str, attempt_number: int, text: str) -> None:
+        attempt = self.inflight.get(call_id)
+        if attempt is not None and attempt.claim.attempts == attempt_number:
+            attempt.output = text
+
+    def live_log(self, call_id: str) -> str:
+        """What the call's running attempt printed so far, as its log will show it."""
+        attempt = self.inflight.get(call_id)
+        if attempt is None:
+            return ""
+        return attempt_log(attempt.claim.attempts, attempt.output) or ""
 
     def running_by_node(self) -> dict[tuple[str, str], dict[str, int]]:
         """Attempts that have started, per function and node (pending ones are not here).

@@ -45,7 +45,7 @@ from rayfn.exception import (
     SerializationError,
 )
 from rayfn_service import children
-from rayfn_service.call_output import captured
+from rayfn_service.call_output import CallLog, captured
 
 FunctionKey = tuple[str, int, str]
 Outcome = tuple[str, Any]
@@ -79,10 +79,14 @@ class _Running:
     call_id: str
     attempt: int
     deadline: float
+    log: CallLog | None = None
+    writes_sent: int = 0  # the log's write count when it was last sent
 
 
 class _Watchdog:
-    """One thread per worker that reports attempts stuck past their deadline."""
+    """One thread per worker that reports attempts stuck past their deadline, and sends
+    the registry what a running attempt printed so far (``call.logs()`` while it runs),
+    about once a second and only when there is something new."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -106,14 +110,28 @@ class _Watchdog:
             time.sleep(1.0)
             with self._lock:
                 current = self._current
-                if current is None or time.time() < current.deadline + STUCK_GRACE_SECONDS:
+                if current is None:
                     continue
-                self._current = None
+                stuck = time.time() >= current.deadline + STUCK_GRACE_SECONDS
+                if stuck:
+                    self._current = None
             try:  # the registry may be restarting: it re-queues running calls on start
-                _registry(current.registry).attempt_stuck.remote(current.call_id,
-                                                                 current.attempt)
+                if stuck:
+                    _registry(current.registry).attempt_stuck.remote(current.call_id,
+                                                                     current.attempt)
+                else:
+                    _send_output(current)
             except Exception:
                 _registries.pop(current.registry, None)
+
+
+def _send_output(running: _Running) -> None:
+    log = running.log
+    if log is None or log.writes == running.writes_sent:
+        return
+    running.writes_sent = log.writes
+    _registry(running.registry).attempt_output.remote(running.call_id, running.attempt,
+                                                      log.text())
 
 
 _watchdog = _Watchdog()
@@ -196,9 +214,11 @@ def execute(
     timeout: float,
     registry: tuple[str, str],
     report_node: bool = True,
+    log: CallLog | None = None,
 ) -> Outcome:
     """Run one attempt. ``report_node``: tell the registry where it runs (a message per
-    attempt, so the dispatcher asks only when the cluster has more than one node)."""
+    attempt, so the dispatcher asks only when the cluster has more than one node).
+    ``log``: the attempt's output so far, sent to the registry while it runs."""
     started = time.time()
     set_in_cluster_namespace(registry[0])  # spawns from inside go to the same registry
     if report_node:
@@ -207,7 +227,7 @@ def execute(
         fn = _load(key, code)
     except Exception as exc:
         return ("error", error_of(ExecutionError, f"cannot load function {key[2]!r}: {exc!r}"))
-    _watchdog.watch(_Running(registry, call_id, attempt, started + timeout))
+    _watchdog.watch(_Running(registry, call_id, attempt, started + timeout, log))
     before = children.started()
     try:
         return _run_with_deadline(fn, key[2], args, timeout)
@@ -247,6 +267,6 @@ def execute_batch(batch: Batch) -> list[TimedOutcome]:
         started = time.perf_counter()
         with captured() as output:
             kind, payload = execute(code, key, call_id, attempt, args, timeout, registry,
-                                    report_node)
+                                    report_node, output)
         outcomes.append((kind, payload, time.perf_counter() - started, output.text()))
     return outcomes

@@ -369,7 +369,10 @@ class Registry:
         found = self._store.get_logs(call_id)
         if found is None:
             raise NotFoundError(f"no call with ID {call_id}")
-        return CallLogs(call_id=call_id, state=found[0], logs=found[1])
+        state, logs = found
+        # Ended attempts are in the store; a running one's output so far is in memory.
+        return CallLogs(call_id=call_id, state=state,
+                        logs=logs + self._dispatcher.live_log(call_id))
 
     @_needs_store
     async def cancel(self, call_id: str) -> CallStatus:
@@ -428,6 +431,10 @@ class Registry:
     def attempt_started(self, call_id: str, attempt: int, node_id: str) -> None:
         """Called by a worker as an attempt starts: where it runs."""
         self._dispatcher.attempt_started(call_id, attempt, node_id)
+
+    def attempt_output(self, call_id: str, attempt: int, text: str) -> None:
+        """Called by a worker while an attempt runs: what it printed so far."""
+        self._dispatcher.attempt_output(call_id, attempt, text)
 
     def attempt_stuck(self, call_id: str, attempt: int) -> None:
         """Called by a worker whose attempt ignored its timeout (see executor)."""

@@ -8,6 +8,9 @@ import pytest
 
 import rayfn
 from rayfn.exception import InvalidError, NotFoundError
+from rayfn.states import CallState
+
+from .waiting import wait_until
 
 pytestmark = pytest.mark.usefixtures("transport")
 
@@ -79,3 +82,28 @@ def test_logs_of_an_unknown_or_malformed_id() -> None:
         rayfn.FunctionCall.from_id("fc-" + "0" * 26).logs()
     with pytest.raises(InvalidError):
         rayfn.FunctionCall.from_id("not-an-id").logs()
+
+
+def test_a_running_call_shows_what_it_printed_so_far(unique_app: str, tmp_path: Path) -> None:
+    app = rayfn.App(unique_app)
+
+    @app.function()
+    def stepwise(go: str) -> str:
+        import os
+        import time
+
+        print("step 1 of 2", flush=True)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(go) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        print("step 2 of 2")
+        return "done"
+
+    app.deploy()
+    go = tmp_path / "go"
+    call = stepwise.spawn(str(go))
+    wait_until(lambda: call.logs() == "step 1 of 2\n", timeout=60, what="the first step's line")
+    assert call.status().state is CallState.RUNNING
+    go.touch()
+    assert call.get(timeout=60) == "done"
+    assert call.logs() == "step 1 of 2\nstep 2 of 2\n"
