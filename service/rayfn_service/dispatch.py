@@ -145,8 +145,8 @@ class Dispatcher:
         # Calls whose shared task's worker died: they next run one to a task.
         self._alone: set[str] = set()
         self._background: set[asyncio.Task[Any]] = set()
-        # Attempts Ray has finished, handed over from Ray's thread and settled in batches:
-        # one loop wake-up and one store write for all that ended meanwhile.
+        # Tasks Ray has finished, handed over from Ray's thread and settled together: one
+        # loop wake-up and one store write for all that ended meanwhile.
         self._ended: list[tuple[Batch, concurrent.futures.Future[Any]]] = []
         self._ended_lock = threading.Lock()
         self._loop = asyncio.get_running_loop()
@@ -361,8 +361,8 @@ class Dispatcher:
             batch.stop()
 
     def _batch_ended(self, batch: Batch, future: concurrent.futures.Future[Any]) -> None:
-        """On Ray's thread: hand the ended task to the loop, waking it once per batch of
-        them."""
+        """On Ray's thread: hand the ended task to the loop, waking it once for all that
+        end before it runs."""
         with self._ended_lock:
             self._ended.append((batch, future))
             if len(self._ended) > 1:

@@ -249,19 +249,19 @@ def execute(
 # One Ray task: the function, its timeout, where the registry is, whether to report the
 # node, and the calls to run in turn, each as (call ID, attempt number, pickled arguments).
 Call = tuple[str, int, bytes]
-Batch = tuple[Code, FunctionKey, float, tuple[str, str], bool, tuple[Call, ...]]
+TaskArgs = tuple[Code, FunctionKey, float, tuple[str, str], bool, tuple[Call, ...]]
 # Each call's outcome, with the seconds it took in this worker and what it printed.
 TimedOutcome = tuple[str, Any, float, str]
 
 
-def execute_batch(batch: Batch) -> list[TimedOutcome]:
+def execute_batch(task: TaskArgs) -> list[TimedOutcome]:
     """Run one or more calls of a function in turn, each with its own deadline, outcome,
     output and cleanup. The registry groups a short function's queued calls so that Ray's
     cost per task is shared by many calls; a call's time here tells it how many to group.
 
     The arguments come as one tuple: Ray prepares each task argument on its own, and one
     argument instead of six makes a submit several times cheaper."""
-    code, key, timeout, registry, report_node, calls = batch
+    code, key, timeout, registry, report_node, calls = task
     outcomes: list[TimedOutcome] = []
     for call_id, attempt, args in calls:
         started = time.perf_counter()
