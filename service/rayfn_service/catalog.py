@@ -68,8 +68,7 @@ class Catalog:
             del self._loaded[key]
 
     def _build(self, record: FunctionRecord) -> RuntimeFunction:
-        options, task = _task_for(record, self._system_retries)
-        _, batch_task = _task_for(record, 0)
+        options, task, batch_task = _tasks_for(record, self._system_retries)
         return RuntimeFunction(
             app=record.app,
             version=record.version,
@@ -81,7 +80,11 @@ class Catalog:
         )
 
 
-def _task_for(record: FunctionRecord, system_retries: int) -> tuple[FunctionOptions, Any]:
+def _tasks_for(
+    record: FunctionRecord, system_retries: int
+) -> tuple[FunctionOptions, Any, Any]:
+    """The function's options, its Ray task, and the same task for several calls (which Ray
+    does not re-run: see dispatch)."""
     options = FunctionOptions.from_dict(json.loads(record.options))
     runtime_env = json.loads(record.runtime_env)
     ray_options: dict[str, Any] = {
@@ -94,7 +97,8 @@ def _task_for(record: FunctionRecord, system_retries: int) -> tuple[FunctionOpti
         ray_options["runtime_env"] = runtime_env
     # Options given to ray.remote once, not through .options() on every submit, which
     # re-checks them each time (a third of the submit's cost).
-    return options, ray.remote(**ray_options)(execute_batch)
+    return (options, ray.remote(**ray_options)(execute_batch),
+            ray.remote(**{**ray_options, "max_retries": 0})(execute_batch))
 
 
 def checked(record: FunctionRecord) -> FunctionRecord:
@@ -118,7 +122,7 @@ def checked(record: FunctionRecord) -> FunctionRecord:
         normal = dataclasses.replace(
             record, options=json.dumps(options.to_dict()), runtime_env=json.dumps(runtime_env)
         )
-        _task_for(normal, 0)  # Ray checks the runtime env and resources here
+        _tasks_for(normal, 0)  # Ray checks the runtime env and resources here
     except InvalidError as exc:
         raise InvalidError(f"{where}: {exc}") from None
     except (TypeError, ValueError) as exc:  # unknown option names, Ray's own checks

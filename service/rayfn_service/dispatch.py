@@ -184,14 +184,20 @@ class Dispatcher:
             return 1
         return max(1, min(self._max_batch, int(self._batch_seconds / queue.call_seconds)))
 
-    def attempt_started(self, call_id: str, attempt_number: int, node_id: str) -> None:
+    def _running_attempt(self, call_id: str, attempt_number: int) -> Attempt | None:
+        """The call's attempt in Ray, if it is the one a worker reports on (a late report
+        from an earlier attempt finds none)."""
         attempt = self.inflight.get(call_id)
         if attempt is not None and attempt.claim.attempts == attempt_number:
+            return attempt
+        return None
+
+    def attempt_started(self, call_id: str, attempt_number: int, node_id: str) -> None:
+        if attempt := self._running_attempt(call_id, attempt_number):
             attempt.node_id = node_id
 
     def attempt_output(self, call_id: str, attempt_number: int, text: str) -> None:
-        attempt = self.inflight.get(call_id)
-        if attempt is not None and attempt.claim.attempts == attempt_number:
+        if attempt := self._running_attempt(call_id, attempt_number):
             attempt.output = text
 
     def live_log(self, call_id: str) -> str:
@@ -342,8 +348,7 @@ class Dispatcher:
 
     def attempt_stuck(self, call_id: str, attempt_number: int) -> None:
         """The worker could not interrupt an attempt past its deadline: kill it."""
-        attempt = self.inflight.get(call_id)
-        if attempt is not None and attempt.claim.attempts == attempt_number:
+        if attempt := self._running_attempt(call_id, attempt_number):
             attempt.timed_out = True
             attempt.batch.stop()
 
@@ -401,10 +406,11 @@ class Dispatcher:
         queue.call_seconds = seconds if queue.call_seconds is None \
             else 0.7 * queue.call_seconds + 0.3 * seconds
         for attempt, (kind, payload, _, output) in zip(batch.attempts, outcomes, strict=True):
-            logs = attempt_log(attempt.claim.attempts, output)
             if attempt.stopped:
                 self._spawn_task(self._settle_stopped(attempt))
-            elif kind == "ok":
+                continue
+            logs = attempt_log(attempt.claim.attempts, output)
+            if kind == "ok":
                 succeeded.append((attempt, *payload, logs))
             else:
                 self._spawn_task(self._settle_outcome(attempt, kind, payload, logs))
@@ -556,23 +562,25 @@ class Dispatcher:
         )
         if before is None:
             return False
-        attempt = self.inflight.get(call_id)
-        self._alone.discard(call_id)
-        if attempt is not None:
-            attempt.cancelled = True
-            attempt.batch.stop()
-        elif before is CallState.RUNNING:
+        if not self._stop_cancelled(call_id) and before is CallState.RUNNING:
             self._cancel_before_start.add(call_id)
         self._on_finished(call_id)
         return True
 
     def cancel_all(self, call_ids: list[str]) -> None:
         for call_id in call_ids:
-            attempt = self.inflight.get(call_id)
-            if attempt is not None:
-                attempt.cancelled = True
-                attempt.batch.stop()
+            self._stop_cancelled(call_id)
             self._on_finished(call_id)
+
+    def _stop_cancelled(self, call_id: str) -> bool:
+        """Stop the Ray task of a call the store has cancelled; False when it has none."""
+        self._alone.discard(call_id)
+        attempt = self.inflight.get(call_id)
+        if attempt is None:
+            return False
+        attempt.cancelled = True
+        attempt.batch.stop()
+        return True
 
 
 def unrunnable(fn: RuntimeFunction, reason: str) -> ErrorInfo:
