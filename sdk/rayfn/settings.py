@@ -46,6 +46,18 @@ server_url          when set, the SDK and CLI talk HTTP to this REST server inst
 token               bearer token for the REST server; empty means the token file that
                     ``rayfn start`` wrote in the state directory.
 max_body_bytes      largest request body the REST server accepts (16 MiB).
+max_json_depth      deepest nesting of lists and objects in a JSON request body or in
+                    JSON arguments (64); deeper input is refused with 400 or 422.
+server_header_timeout_seconds  time a client has to send a request's line and headers
+                    (10 s); a connection that sends them slower is closed.
+server_body_timeout_seconds  longest pause while a client sends a request body (30 s).
+server_keep_alive_seconds  an idle connection between requests is closed after this (5 s).
+server_max_header_bytes  largest request line and headers (64 KiB); larger gets 431.
+server_max_connections  connections the REST server serves at once (2048); more are
+                    answered 503 at once.
+server_max_waiters  requests of one REST server that wait on the registry for calls to
+                    end at once (1000); beyond that a wait answers at once with the
+                    call's state, as a wait that ran out does.
 start_server        whether ``rayfn start`` also starts the REST server.
 """
 
@@ -89,6 +101,13 @@ class Settings(BaseSettings):
     server_url: str = ""
     token: str = ""
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    max_json_depth: int = Field(default=64, ge=2, le=512)
+    server_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    server_body_timeout_seconds: float = Field(default=30.0, gt=0)
+    server_keep_alive_seconds: float = Field(default=5.0, gt=0)
+    server_max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    server_max_connections: int = Field(default=2048, ge=1)
+    server_max_waiters: int = Field(default=1000, ge=1)
     start_server: bool = True
 
     @property
