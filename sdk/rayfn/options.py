@@ -14,6 +14,12 @@ __all__ = ["Retries", "FunctionOptions", "Image", "WebEndpoint"]
 MIN_TIMEOUT = 1.0
 MAX_TIMEOUT = 24 * 3600.0
 MAX_RETRIES = 100
+# Upper bounds of the resource options: far beyond any real cluster, small enough that
+# every product the registry makes of them (bytes, autoscaler bundles) stays exact.
+MAX_CONTAINERS = 10_000
+MAX_CPU = 1024.0
+MAX_GPU = 256.0
+MAX_MEMORY_MIB = 16 * 1024 * 1024  # 16 TiB
 WEB_ENDPOINT_KINDS = ("asgi",)
 # A label is one URL path segment (Modal uses it as a DNS label: the same characters).
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
@@ -148,9 +154,7 @@ def _parse_gpu(gpu: object) -> float:
     if isinstance(gpu, bool):
         raise InvalidError(f"gpu must be a count or a GPU type such as 'T4', not {gpu!r}")
     if isinstance(gpu, (int, float)):
-        if gpu < 0:
-            raise InvalidError("gpu count must not be negative")
-        return float(gpu)
+        return _check_range("gpu", gpu, 0.0, MAX_GPU)
     if isinstance(gpu, str) and gpu.strip():
         _, _, count = gpu.partition(":")
         if not count:
@@ -159,10 +163,19 @@ def _parse_gpu(gpu: object) -> float:
             value = float(count)
         except ValueError:
             raise InvalidError(f"gpu {gpu!r}: the count after ':' must be a number") from None
-        if value <= 0:
-            raise InvalidError(f"gpu {gpu!r}: the count must be positive")
+        if not 0 < value <= MAX_GPU:
+            raise InvalidError(f"gpu {gpu!r}: the count must be above 0 and at most "
+                               f"{MAX_GPU:g}")
         return value
     raise InvalidError(f"gpu must be a count or a GPU type such as 'T4', not {gpu!r}")
+
+
+def _count(name: str, value: object, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidError(f"{name} must be an integer, not {value!r}")
+    if not low <= value <= MAX_CONTAINERS:
+        raise InvalidError(f"{name} must be between {low} and {MAX_CONTAINERS}, not {value!r}")
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,23 +211,21 @@ class FunctionOptions:
                 raise InvalidError("retries must be >= 0")
             retries = Retries.fixed(retries)
         timeout = _check_range("timeout", timeout, MIN_TIMEOUT, MAX_TIMEOUT)
-        for name, value in (("max_containers", max_containers), ("min_containers", min_containers)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise InvalidError(f"{name} must be an integer, not {value!r}")
-        if max_containers is not None and max_containers < 1:
-            raise InvalidError("max_containers must be >= 1")
-        if min_containers < 0:
-            raise InvalidError("min_containers must be >= 0")
+        if max_containers is not None:
+            max_containers = _count("max_containers", max_containers, 1)
+        min_containers = _count("min_containers", min_containers, 0)
         if max_containers is not None and min_containers > max_containers:
             raise InvalidError(
                 f"min_containers ({min_containers}) must be <= max_containers ({max_containers})"
             )
-        if cpu is not None and _number("cpu", cpu) <= 0:
+        if cpu is not None and not 0 < _check_range("cpu", cpu, 0.0, MAX_CPU):
             raise InvalidError("cpu must be positive")
         if memory is not None and (
-            isinstance(memory, bool) or not isinstance(memory, int) or memory <= 0
+            isinstance(memory, bool) or not isinstance(memory, int)
+            or not 0 < memory <= MAX_MEMORY_MIB
         ):
-            raise InvalidError(f"memory must be a positive number of MiB, not {memory!r}")
+            raise InvalidError(f"memory must be a number of MiB between 1 and "
+                               f"{MAX_MEMORY_MIB}, not {memory!r}")
         if web_endpoint is not None and not isinstance(web_endpoint, WebEndpoint):
             raise InvalidError(f"web_endpoint must be a WebEndpoint, not {web_endpoint!r}")
         return cls(

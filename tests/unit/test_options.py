@@ -65,6 +65,9 @@ def test_min_containers_above_max_containers_is_rejected() -> None:
         ("max_containers", {"max_containers": True}),
         ("min_containers", {"min_containers": -1}),
         ("min_containers", {"min_containers": "1"}),
+        ("min_containers", {"min_containers": 10**30}),
+        ("min_containers", {"min_containers": 10_001}),
+        ("max_containers", {"max_containers": 10**30}),
     ],
 )
 def test_container_counts_are_validated(option: str, kwargs: dict[str, Any]) -> None:
@@ -166,7 +169,11 @@ def test_gpu_parsing(gpu: Any, count: float) -> None:
     assert FunctionOptions.build(gpu=gpu).gpu == count
 
 
-@pytest.mark.parametrize("gpu", ["", "   ", "A100:x", "A100:0", "A100:-1", -1, True, ["T4"]])
+@pytest.mark.parametrize(
+    "gpu",
+    ["", "   ", "A100:x", "A100:0", "A100:-1", -1, True, ["T4"], "A100:1e309", "A100:nan",
+     "A100:257", 1e309, float("nan"), 257],
+)
 def test_bad_gpu_is_rejected(gpu: Any) -> None:
     _invalid("gpu", gpu=gpu)
 
@@ -180,6 +187,11 @@ def test_bad_gpu_is_rejected(gpu: Any) -> None:
         ("memory", {"memory": 0}),
         ("memory", {"memory": 1.5}),
         ("memory", {"memory": "512"}),
+        ("cpu", {"cpu": 1e309}),
+        ("cpu", {"cpu": float("nan")}),
+        ("cpu", {"cpu": 1025}),
+        ("memory", {"memory": 10**30}),
+        ("memory", {"memory": 16 * 1024 * 1024 + 1}),
     ],
 )
 def test_bad_resources_are_rejected(option: str, kwargs: dict[str, Any]) -> None:
