@@ -16,7 +16,7 @@ from rayfn._client import get_client
 from rayfn._client.base import Client
 from rayfn._ids import new_call_id
 from rayfn._names import MAX_NAME_LENGTH, validate_name
-from rayfn.exception import InvalidError, NotFoundError, SerializationError
+from rayfn.exception import DeploymentError, InvalidError, NotFoundError, SerializationError
 from rayfn.function import Function
 from rayfn.options import FunctionOptions, Image, Retries
 from rayfn.settings import Settings
@@ -262,6 +262,8 @@ def _deployed_with_endpoints(client: Client, app: str) -> bool:
                 )
             except NotFoundError:  # stopped meanwhile
                 return False
+            except DeploymentError:  # its stored options are unreadable: ask Serve itself
+                return True
     return False
 
 

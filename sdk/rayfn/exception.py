@@ -24,6 +24,7 @@ __all__ = [
     "ConnectionError",
     "AuthError",
     "StoreError",
+    "DeploymentError",
 ]
 
 
@@ -98,6 +99,11 @@ class ConnectionError(Error):  # noqa: A001
 
 class StoreError(Error):
     """The state store refused a write (disk full, read-only); nothing was accepted."""
+
+
+class DeploymentError(Error):
+    """A deployed app's stored functions cannot be loaded (stored by an older rayfn, or
+    edited): its calls are refused until it is deployed again or stopped."""
 
 
 class RemoteTraceback(Exception):

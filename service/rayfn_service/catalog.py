@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from typing import Any
 
 import ray
@@ -12,6 +13,8 @@ from rayfn.exception import InvalidError
 from rayfn.options import FunctionOptions
 from rayfn_service.executor import Code, execute_batch
 from rayfn_service.store import FunctionRecord, SqliteStore
+
+logger = logging.getLogger(__name__)
 
 # Code this small travels inside each task (Ray inlines small arguments); that costs less
 # than pickling an ObjectRef into every task and fetching it in the worker. Larger code
@@ -31,12 +34,18 @@ class RuntimeFunction:
 
 
 class Catalog:
-    """Loads each (app, version, function) once from the store and keeps it ready."""
+    """Loads each (app, version, function) once from the store and keeps it ready.
+
+    A stored function that does not pass the checks a deploy makes (stored by an older
+    rayfn, or edited) is not loaded: it is remembered with the reason, its calls are
+    refused with ``DeploymentError``, and everything else goes on working, so no row of
+    the store can keep the registry from starting."""
 
     def __init__(self, store: SqliteStore, system_retries: int) -> None:
         self._store = store
         self._system_retries = system_retries
         self._loaded: dict[tuple[str, int, str], RuntimeFunction] = {}
+        self._broken: dict[tuple[str, int, str], str] = {}
         self._current: dict[tuple[str, str], int] = {}
 
     def refresh_current(self) -> None:
@@ -53,19 +62,33 @@ class Catalog:
         return list(self._current)
 
     def get(self, app: str, version: int, name: str) -> RuntimeFunction | None:
+        """The function ready to run; None when the store has no such function or it
+        cannot be loaded (then ``problem`` says why)."""
         key = (app, version, name)
         loaded = self._loaded.get(key)
-        if loaded is None:
+        if loaded is None and key not in self._broken:
             record = self._store.get_function(app, name, version)
             if record is None:
+                return None
+            try:
+                record = checked(record)
+            except Exception as exc:  # whatever the stored row holds, say it and go on
+                self._broken[key] = (f"the deployment of {app} version {version} cannot be "
+                                     f"loaded: {exc}; deploy the app again or stop it")
+                logger.error("%s", self._broken[key])
                 return None
             loaded = self._build(record)
             self._loaded[key] = loaded
         return loaded
 
+    def problem(self, app: str, version: int, name: str) -> str | None:
+        """Why the stored function cannot be loaded, once ``get`` has tried."""
+        return self._broken.get((app, version, name))
+
     def forget_app(self, app: str) -> None:
-        for key in [k for k in self._loaded if k[0] == app]:
-            del self._loaded[key]
+        for cache in (self._loaded, self._broken):
+            for key in [k for k in cache if k[0] == app]:
+                del cache[key]
 
     def _build(self, record: FunctionRecord) -> RuntimeFunction:
         options, task, batch_task = _tasks_for(record, self._system_retries)

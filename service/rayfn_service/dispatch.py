@@ -30,6 +30,7 @@ from ray.exceptions import TaskCancelledError
 
 from rayfn._payload import ErrorInfo, error_of
 from rayfn.exception import (
+    DeploymentError,
     ExecutionError,
     FunctionTimeoutError,
     ResourcesUnavailableError,
@@ -284,9 +285,10 @@ class Dispatcher:
                 continue
             fn = self._catalog.get(claim.app, claim.version, claim.function)
             if fn is None:
+                problem = self._catalog.problem(claim.app, claim.version, claim.function)
                 self._spawn_task(self._settle_error(claim, error_of(
-                    ExecutionError,
-                    f"function {claim.app}.{claim.function} "
+                    ExecutionError if problem is None else DeploymentError,
+                    problem or f"function {claim.app}.{claim.function} "
                     f"version {claim.version} is not in the store",
                 )))
                 continue

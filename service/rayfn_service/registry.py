@@ -22,12 +22,18 @@ import ray
 from rayfn._ids import validate_call_id
 from rayfn._names import validate_name
 from rayfn._payload import Outcome, check_input_size
-from rayfn.exception import InvalidError, NotFoundError, ResourcesUnavailableError, StoreError
+from rayfn.exception import (
+    DeploymentError,
+    InvalidError,
+    NotFoundError,
+    ResourcesUnavailableError,
+    StoreError,
+)
 from rayfn.schemas import AppInfo, CallLogs, CallStatus, FunctionInfo, FunctionStats
 from rayfn.settings import Settings
 from rayfn.states import CallState
 from rayfn_service.capacity import CapacityMonitor, shape_of
-from rayfn_service.catalog import Catalog, checked
+from rayfn_service.catalog import Catalog, RuntimeFunction, checked
 from rayfn_service.dispatch import Dispatcher
 from rayfn_service.metrics import MetricsSnapshot
 from rayfn_service.names import REGISTRY_ACTOR
@@ -231,12 +237,22 @@ class Registry:
     async def function_info(self, app: str, name: str) -> FunctionInfo:
         validate_name("app", app)
         validate_name("function", name)
-        fn = self._catalog.current(app, name)
-        if fn is None:
+        version = self._catalog.current_version(app, name)
+        if version is None:
             if self._store.get_app(app) is None or not self._app_live(app):
                 raise NotFoundError(f"app {app!r} is not deployed")
             raise NotFoundError(f"app {app!r} has no function {name!r}")
+        fn = self._loaded(app, name, version)
         return FunctionInfo(app=app, name=name, version=fn.version, options=fn.options.to_dict())
+
+    def _loaded(self, app: str, name: str, version: int) -> RuntimeFunction:
+        """The live function, loaded once, then cached; DeploymentError when its stored
+        deployment cannot be loaded."""
+        fn = self._catalog.get(app, version, name)
+        if fn is None:
+            raise DeploymentError(self._catalog.problem(app, version, name)
+                                  or f"{app}.{name} version {version} is not in the store")
+        return fn
 
     def _app_live(self, app: str) -> bool:
         record = self._store.get_app(app)
@@ -264,8 +280,8 @@ class Registry:
         if version is None:
             await self.function_info(app, name)  # raises the precise NotFoundError
             raise NotFoundError(f"{app}.{name} is not deployed")
-        function = self._catalog.current(app, name)  # loaded once, then cached
-        if function is not None and function.options.web_endpoint is not None:
+        function = self._loaded(app, name, version)
+        if function.options.web_endpoint is not None:
             raise InvalidError(
                 f"{app}.{name} is a web endpoint (@rayfn.asgi_app()): it is served over "
                 "HTTP, not called"
@@ -275,11 +291,10 @@ class Registry:
             if not isinstance(args, bytes):
                 raise InvalidError("call arguments must be serialized bytes")
             check_input_size(args, self._settings.max_input_bytes, f"{app}.{name}")
-        if function is not None:
-            reason = await self._capacity.shortfall(shape_of(function.options.ray_options()))
-            if reason is not None:
-                raise ResourcesUnavailableError(f"{app}.{name} can never run on this "
-                                                f"cluster: {reason}")
+        reason = await self._capacity.shortfall(shape_of(function.options.ray_options()))
+        if reason is not None:
+            raise ResourcesUnavailableError(f"{app}.{name} can never run on this "
+                                            f"cluster: {reason}")
         now = time.time()
         rows = [NewCall(call_id, app, name, version, args, now) for call_id, args in calls]
 

@@ -646,7 +646,11 @@ def test_deploy_refuses_malformed_bodies_and_invalid_options(
     # Well-formed JSON whose options @app.function() would refuse: 400, nothing deployed.
     for options in ({"no_such_option": 1}, {"timeout": 0}, {"timeout": "long"},
                     {"retries": "twice"}, {"retries": {"max_retries": -1}},
-                    {"max_containers": 0}, {"memory": -5}, {"cpu": 0}):
+                    {"max_containers": 0}, {"memory": -5}, {"cpu": 0},
+                    # Values past any cluster: once stored, they broke the registry.
+                    {"min_containers": 10**30}, {"max_containers": 10**30},
+                    {"memory": 10**30}, {"cpu": 1e309}, {"gpu": "A100:1e309"},
+                    {"gpu": 1e309}):
         response = rest.post(route, json={"functions": [
             {"name": "f", "options": options, "code": code}]})
         assert response.status_code == 400, (options, response.text)

@@ -27,6 +27,7 @@ STATUS: dict[type[exception.Error], int] = {
     exception.NotFoundError: 404,
     exception.OutputExpiredError: 404,
     exception.ConflictError: 409,
+    exception.DeploymentError: 409,
     exception.StoreError: 507,
     exception.ConnectionError: 503,
     exception.ExecutionError: 500,
