@@ -7,12 +7,46 @@ import binascii
 import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    WithJsonSchema,
+)
 
 from rayfn._payload import ErrorInfo, Outcome
+from rayfn.settings import get_settings
 from rayfn.states import CallState
 
 __all__ = ["CallStatus", "CallLogs", "AppInfo", "FunctionInfo", "FunctionStats"]
+
+
+def json_depth(value: object, limit: int) -> int:
+    """How deeply lists and objects nest in ``value`` (a scalar is 0), counted without
+    recursion; stops with ValueError once past ``limit``."""
+    depth = 0
+    level: list[object] = [value]
+    while level:
+        containers = [v for v in level if isinstance(v, (list, dict))]
+        if not containers:
+            break
+        depth += 1
+        if depth > limit:
+            raise ValueError(f"JSON nested more than {limit} lists or objects deep "
+                             "(RAYFN_MAX_JSON_DEPTH)")
+        level = [item for c in containers
+                 for item in (c.values() if isinstance(c, dict) else c)]
+    return depth
+
+
+def _shallow(value: Any) -> Any:
+    """JSON given to rayfn (arguments, options) nests boundedly, so nothing that renders,
+    hashes or pickles it can run out of stack."""
+    json_depth(value, get_settings().max_json_depth)
+    return value
 
 
 def _iso(ts: float | None) -> str | None:
@@ -160,8 +194,8 @@ class SpawnRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    args: list[Any] = Field(default_factory=list)
-    kwargs: dict[str, Any] = Field(default_factory=dict)
+    args: Annotated[list[Any], AfterValidator(_shallow)] = Field(default_factory=list)
+    kwargs: Annotated[dict[str, Any], AfterValidator(_shallow)] = Field(default_factory=dict)
 
 
 class SpawnResponse(BaseModel):
@@ -209,9 +243,10 @@ class DeployFunction(BaseModel):
     """A function as the SDK deploys it: options, cloudpickled code, runtime env."""
 
     name: str
-    options: dict[str, Any]
+    options: Annotated[dict[str, Any], AfterValidator(_shallow)]
     code: Base64Bytes
-    runtime_env: dict[str, Any] = Field(default_factory=dict)
+    runtime_env: Annotated[dict[str, Any], AfterValidator(_shallow)] = Field(
+        default_factory=dict)
 
 
 class DeployRequest(BaseModel):

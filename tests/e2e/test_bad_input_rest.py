@@ -115,6 +115,45 @@ def test_negative_nan_and_huge_waits_are_422(rest: httpx.Client, unique_app: str
     assert response.status_code == 200 and response.json() == "done"
 
 
+def _nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_deep_json_is_refused_with_a_json_error(rest: httpx.Client, unique_app: str) -> None:
+    deploy_echo(unique_app)
+    limit = get_settings().max_json_depth
+    base = f"/v1/apps/{unique_app}/functions/echo/calls"
+    code = "gASVBAAAAAAAAAApfZSGlC4="
+    for depth in (limit + 1, 300, 600, 900):
+        deep = _nested(depth - 1)  # as one argument, the args list makes it `depth` deep
+        for response in (
+            rest.post(base, json={"args": [deep]}),  # answered in front of FastAPI
+            rest.post(base, json={"args": [deep]}, headers={"Idempotency-Key": "k"}),
+            rest.post(base, json={"kwargs": {"value": deep}}),
+            rest.post(f"{base}/batch", json={"inputs": [{"args": [1]}, {"args": [deep]}]}),
+            rest.post(f"/v1/apps/{unique_app}-deep", json={"functions": [
+                {"name": "f", "options": {"x": deep}, "code": code}]}),
+        ):
+            assert response.status_code == 422, (depth, response.text)
+            assert error_type(response) == "InvalidError"
+            assert "RAYFN_MAX_JSON_DEPTH" in response.text
+    # Deeper than Python's own parser goes: still a JSON 4xx, on every route that reads JSON.
+    text = "[" * 30_000 + "]" * 30_000
+    for route in (base, f"{base}/batch", f"/v1/apps/{unique_app}-deep", "/v1/calls/outcomes"):
+        for body in (f'{{"args": [{text}]}}', text):
+            response = rest.post(route, content=body.encode(),
+                                 headers={"content-type": "application/json"})
+            assert response.status_code in (400, 422), (route, response.text[:300])
+            assert error_type(response) == "InvalidError"
+    # At the limit, the value goes through and comes back whole.
+    at_limit = _nested(limit - 1)
+    assert result(rest, spawn(rest, unique_app, "echo", at_limit)).json() == at_limit
+    assert rest.get(f"/v1/apps/{unique_app}-deep/functions/f").status_code == 404
+
+
 def test_wrong_number_of_arguments_fails_the_call_without_retries(
     rest: httpx.Client, unique_app: str
 ) -> None:

@@ -26,6 +26,8 @@ from rayfn._ids import new_call_ids, validate_call_id
 from rayfn._names import validate_name
 from rayfn._payload import dumps_args
 from rayfn.exception import Error, InvalidError
+from rayfn.schemas import json_depth
+from rayfn.settings import get_settings
 from rayfn.states import CallState
 from rayfn_service.api.backend import Registry
 from rayfn_service.api.errors import error_body, status_for
@@ -74,7 +76,7 @@ class Shortcuts:
             request = json.loads(body)
             args, kwargs = _plain_arguments(request)
             payload = dumps_args(tuple(args), kwargs)
-        except (ValueError, Error):  # the route gives the detailed refusal
+        except (ValueError, RecursionError, Error):  # the route gives the detailed refusal
             return False
         (call_id,) = new_call_ids(1)
         try:
@@ -115,6 +117,7 @@ def _plain_arguments(request: Any) -> tuple[list[Any], dict[str, Any]]:
     kwargs = request.get("kwargs", {})
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise ValueError("not a plain spawn request")
+    json_depth(request, get_settings().max_json_depth + 1)  # the body is one level more
     return args, kwargs
 
 
