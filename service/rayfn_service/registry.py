@@ -49,6 +49,9 @@ R = TypeVar("R")
 STORE_RETRY_SECONDS = 2.0
 # How long an answer about many calls waits for more to end once the first has.
 ANY_LINGER_SECONDS = 0.05
+# Waits parked at once: the rest of the actor's max_concurrency (10,000, launch.py) stays
+# free for spawns, pings and workers' reports. A wait beyond it answers at once.
+MAX_PARKED_WAITS = 9_000
 DeployedFunction = tuple[str, str, bytes, str]  # name, options JSON, code, runtime_env JSON
 
 
@@ -96,6 +99,8 @@ class Registry:
         _run_at_normal_priority()
         self._settings = Settings.model_validate_json(settings_json)
         self._waiters: dict[str, list[_Waiter]] = {}  # call ID -> requests waiting on it
+        self._parked = 0  # requests waiting now (MAX_PARKED_WAITS)
+        self._pings = 0
         self._capacity = CapacityMonitor()
         self._started_at = time.time()
         self._store_problem: str | None = None
@@ -157,6 +162,7 @@ class Registry:
     # ---- health ------------------------------------------------------------------
 
     async def ping(self) -> dict[str, Any]:
+        self._pings += 1
         return {
             "started_at": self._started_at,
             "store": str(self._settings.store_path),
@@ -164,6 +170,8 @@ class Registry:
             "node_id": ray.get_runtime_context().get_node_id(),
             "job_id": ray.get_runtime_context().get_job_id(),  # of the process that made it
             "store_problem": self._store_problem,
+            "waiting": self._parked,  # requests waiting for calls to end now
+            "pings": self._pings,  # this one included
         }
 
     # ---- deployments -------------------------------------------------------------
@@ -312,9 +320,12 @@ class Registry:
         self._dispatcher.kick(app, name)
         return accepted
 
-    def _record(self, call_id: str, with_payload: bool = True) -> CallRecord:
+    def _record(
+        self, call_id: str, with_payload: bool = True, status_only: bool = False
+    ) -> CallRecord:
         validate_call_id(call_id)
-        record = self._store.get_call(call_id, with_payload=with_payload)
+        record = self._store.get_call(call_id, with_payload=with_payload,
+                                      status_only=status_only)
         if record is None:
             raise NotFoundError(f"no call with ID {call_id}")
         return record
@@ -376,7 +387,7 @@ class Registry:
 
     @_needs_store
     async def status(self, call_id: str) -> CallStatus:
-        return status_of(self._record(call_id, with_payload=True), time.time())
+        return status_of(self._record(call_id, status_only=True), time.time())
 
     @_needs_store
     async def logs(self, call_id: str) -> CallLogs:
@@ -394,7 +405,7 @@ class Registry:
         record = self._record(call_id, with_payload=False)
         if not record.state.is_terminal():
             await self._dispatcher.cancel(call_id)
-        return status_of(self._record(call_id), time.time())
+        return status_of(self._record(call_id, status_only=True), time.time())
 
     @_needs_store
     async def list_calls(
@@ -481,16 +492,24 @@ class Registry:
         ``timeout`` (capped)."""
         limit = min(timeout, self._settings.wait_chunk_seconds)
         began = time.monotonic()
+        if self._parked >= MAX_PARKED_WAITS:
+            return
+        self._parked += 1
         try:
             await asyncio.wait_for(waiter.event.wait(), limit)
         except asyncio.TimeoutError:
             return
+        finally:
+            self._parked -= 1
         if linger:
             await asyncio.sleep(min(ANY_LINGER_SECONDS, max(limit - (time.monotonic() - began), 0)))
 
     async def _wait(self, call_id: str, timeout: float) -> None:
         """Until the call ends, or ``timeout``."""
+        if self._parked >= MAX_PARKED_WAITS:
+            return
         waiter = self._listen([call_id])  # before the check, so an end is not missed
+        self._parked += 1
         try:
             record = self._store.get_call(call_id, with_payload=False)
             if record is not None and not record.state.is_terminal():
@@ -498,6 +517,7 @@ class Registry:
         except asyncio.TimeoutError:
             pass
         finally:
+            self._parked -= 1
             self._unlisten([call_id], waiter)
 
     def _wake(self, call_id: str) -> None:

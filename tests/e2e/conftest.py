@@ -115,6 +115,15 @@ def expiring_server(tmp_path: Path) -> Iterator[SecondServer]:
     """An isolated registry that keeps results 2 s (swept every 0.5 s) and serves waits in
     0.5 s chunks, with its own REST server process (``python -m rayfn_service.api``) on a
     free loopback port."""
+    yield from second_server(tmp_path, {"retention_seconds": 2.0,
+                                        "sweep_interval_seconds": 0.5,
+                                        "wait_chunk_seconds": 0.5})
+
+
+def second_server(tmp_path: Path, registry_settings: dict[str, Any],
+                  server_env: dict[str, str] | None = None) -> Iterator[SecondServer]:
+    """An isolated registry with ``registry_settings`` and its own REST server process,
+    whose environment adds ``server_env``; removed afterwards."""
     import ray
 
     from rayfn._client import reset
@@ -129,9 +138,7 @@ def expiring_server(tmp_path: Path) -> Iterator[SecondServer]:
     settings = session.model_copy(update={
         "namespace": namespace,
         "state_dir": tmp_path / "state",
-        "retention_seconds": 2.0,
-        "sweep_interval_seconds": 0.5,
-        "wait_chunk_seconds": 0.5,
+        **registry_settings,
     })
     process: subprocess.Popen[bytes] | None = None
     log_path = tmp_path / "server.log"
@@ -146,6 +153,7 @@ def expiring_server(tmp_path: Path) -> Iterator[SecondServer]:
             "RAYFN_STATE_DIR": str(settings.state_dir),
             "RAYFN_SERVER_HOST": "127.0.0.1",
             "RAYFN_SERVER_PORT": str(port),
+            **(server_env or {}),
         }
         env.pop("RAYFN_TOKEN", None)
         env.pop("RAYFN_SERVER_URL", None)

@@ -30,7 +30,11 @@ from rayfn_service.store.reader import StoreReader
 
 logger = logging.getLogger(__name__)
 
-
+# Results up to this size are read on the event loop; larger ones on a thread.
+INLINE_RESULT_BYTES = 1024 * 1024
+# A wait beyond the server's bound on waiters looks again after this long at most.
+OVERFLOW_WAIT_SECONDS = 1.0
+ALIVE_CACHE_SECONDS = 1.0
 
 Calls = list[tuple[str, bytes]]
 
@@ -54,6 +58,9 @@ class Registry:
         self._handle: Any = None
         self._reader: StoreReader | None = None
         self._reader_checked = False
+        self._waiting = 0  # requests waiting in the registry now (see wait_for)
+        self._alive, self._alive_at = False, -ALIVE_CACHE_SECONDS
+        self._alive_ping: asyncio.Task[bool] | None = None
 
     def _actor(self) -> Any:
         if self._handle is None:
@@ -63,12 +70,12 @@ class Registry:
                 raise ConnectionError("the rayfn registry is not running") from None
         return self._handle
 
-    async def call(self, method: str, *args: Any) -> Any:
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         deadline = time.monotonic() + self._settings.client_retry_seconds
         delay = 0.1
         while True:
             try:
-                return await getattr(self._actor(), method).remote(*args)
+                return await getattr(self._actor(), method).remote(*args, **kwargs)
             except RayTaskError as exc:
                 cause = registry_error(exc)
                 if isinstance(cause, Error):
@@ -126,22 +133,54 @@ class Registry:
                     if not answer.done():
                         answer.set_result([call_id for call_id, _ in calls])
 
+    async def wait_for(self, method: str, *args: Any, timeout: float, **kwargs: Any) -> Any:
+        """A registry call that waits up to ``timeout`` for calls to end. At most
+        ``server_max_waiters`` of them wait in the registry at once, so polls cannot take
+        the slots that spawns, pings and workers' reports need; the others wait here, a
+        second at most, then look once, as a wait that ran out."""
+        if timeout <= 0:
+            return await self.call(method, *args, timeout=0.0, **kwargs)
+        if self._waiting < self._settings.server_max_waiters:
+            self._waiting += 1
+            try:
+                return await self.call(method, *args, timeout=timeout, **kwargs)
+            finally:
+                self._waiting -= 1
+        await asyncio.sleep(min(timeout, OVERFLOW_WAIT_SECONDS))
+        return await self.call(method, *args, timeout=0.0, **kwargs)
+
     async def alive(self) -> bool:
+        """Whether the registry answers; concurrent asks share one ping, and an answer is
+        reused for a second, so health probes cost the registry next to nothing."""
+        if time.monotonic() - self._alive_at < ALIVE_CACHE_SECONDS:
+            return self._alive
+        if self._alive_ping is None:
+            self._alive_ping = asyncio.get_running_loop().create_task(self._ping())
+        return await asyncio.shield(self._alive_ping)
+
+    async def _ping(self) -> bool:
         try:
             await asyncio.wait_for(self.call("ping"), timeout=5)
-            return True
+            alive = True
         except Exception:
-            return False
+            alive = False
+        self._alive, self._alive_at, self._alive_ping = alive, time.monotonic(), None
+        return alive
 
-    async def finished(self, call_id: str) -> CallRecord | None:
+    async def finished(self, call_id: str, status_only: bool = False) -> CallRecord | None:
         """The call from the store when it has finished and the store is readable here
-        (this process runs on the registry's node); else None: ask the registry."""
+        (this process runs on the registry's node); else None: ask the registry.
+
+        ``status_only`` leaves the result out. A large result is read on a thread, so
+        clients polling it do not stall every other request."""
         if not self._reader_checked:
             await self._open_reader()
         if self._reader is None:
             return None
         try:
-            return self._reader.finished_call(call_id)
+            if status_only or self._reader.result_bytes(call_id) <= INLINE_RESULT_BYTES:
+                return self._reader.finished_call(call_id, status_only=status_only)
+            return await asyncio.to_thread(_read_finished, self._reader.path, call_id)
         except sqlite3.Error:
             return None
 
@@ -156,3 +195,13 @@ class Registry:
                 self._reader = StoreReader(path)
             except sqlite3.Error:
                 logger.warning("cannot read the store at %s; asking the registry", path)
+
+
+def _read_finished(path: Path, call_id: str) -> CallRecord | None:
+    """A finished call read on its own connection (for a thread: connections are not
+    shared across threads here)."""
+    reader = StoreReader(path)
+    try:
+        return reader.finished_call(call_id)
+    finally:
+        reader.close()

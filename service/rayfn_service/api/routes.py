@@ -257,7 +257,7 @@ async def call_status(
     request: Request, response: Response, call_id: CallId, wait: Wait = 0.0
 ) -> CallStatus:
     validate_call_id(call_id)
-    finished = await registry(request).finished(call_id)
+    finished = await registry(request).finished(call_id, status_only=True)
     if finished is not None:
         return status_of(finished, time.time())
     deadline = time.monotonic() + wait
@@ -267,7 +267,7 @@ async def call_status(
         if status.state.is_terminal() or remaining <= 0:
             break
         # The registry serves one wait chunk at a time; wait out the rest of `wait`.
-        await registry(request).call("wait", call_id, remaining)
+        await registry(request).wait_for("wait", call_id, timeout=remaining)
     if not status.state.is_terminal():
         response.headers["Retry-After"] = RETRY_AFTER
     return status
@@ -315,10 +315,10 @@ async def call_result(
     outcome: Outcome = (
         outcome_of(finished, time.time())
         if finished is not None
-        else await registry(request).call("get", call_id, wait)
+        else await registry(request).wait_for("get", call_id, timeout=wait)
     )
     while not outcome.state.is_terminal() and (remaining := deadline - time.monotonic()) > 0:
-        outcome = await registry(request).call("get", call_id, remaining)
+        outcome = await registry(request).wait_for("get", call_id, timeout=remaining)
     if not outcome.state.is_terminal():
         status: CallStatus = await registry(request).call("status", call_id)
         return JSONResponse(status.model_dump(mode="json"), status_code=202,
@@ -364,12 +364,12 @@ async def outcomes(request: Request, body: OutcomesRequest) -> OutcomesResponse:
     for call_id in body.call_ids:
         validate_call_id(call_id)
     deadline = time.monotonic() + body.wait
-    found: list[Outcome] = await registry(request).call(
-        "get_many", body.call_ids, body.wait, body.include_pending
+    found: list[Outcome] = await registry(request).wait_for(
+        "get_many", body.call_ids, timeout=body.wait, include_pending=body.include_pending
     )
     while (not any(o.state.is_terminal() for o in found)
            and (remaining := deadline - time.monotonic()) > 0):
-        found = await registry(request).call(
-            "get_many", body.call_ids, remaining, body.include_pending
+        found = await registry(request).wait_for(
+            "get_many", body.call_ids, timeout=remaining, include_pending=body.include_pending
         )
     return OutcomesResponse(outcomes=[OutcomeModel.of(o) for o in found])

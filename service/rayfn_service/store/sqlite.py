@@ -79,6 +79,9 @@ _CALL_COLUMNS = (
     "expires_at, expired, error_type, error_message"
 )
 _PAYLOAD_COLUMNS = ", result, error_traceback, error_blob, result_json"
+# What a status shows of the payload: the traceback, never the result's bytes (which may
+# be large and are read only for the result itself).
+_STATUS_COLUMNS = ", NULL, error_traceback, NULL, NULL"
 # An attempt's output is added to the call's log; None adds nothing (two parameters).
 _ADD_LOGS = "logs = CASE WHEN ? IS NULL THEN logs ELSE COALESCE(logs, '') || ? END"
 
@@ -432,10 +435,14 @@ class SqliteStore:
         )
         return cur.rowcount, started
 
-    def get_call(self, call_id: str, with_payload: bool = True) -> CallRecord | None:
-        columns = _CALL_COLUMNS + (_PAYLOAD_COLUMNS if with_payload else "")
-        row = self._read.execute(f"SELECT {columns} FROM calls WHERE id = ?", (call_id,)).fetchone()
-        return _call_record(row, with_payload) if row else None
+    def get_call(
+        self, call_id: str, with_payload: bool = True, status_only: bool = False
+    ) -> CallRecord | None:
+        """The call; ``status_only`` leaves out the result and the pickled error."""
+        payload = _STATUS_COLUMNS if status_only else _PAYLOAD_COLUMNS if with_payload else ""
+        row = self._read.execute(f"SELECT {_CALL_COLUMNS}{payload} FROM calls WHERE id = ?",
+                                 (call_id,)).fetchone()
+        return _call_record(row, bool(payload)) if row else None
 
     def get_calls(self, call_ids: Sequence[str], finished_only: bool = False) -> list[CallRecord]:
         """The known calls among ``call_ids``; with ``finished_only`` just those that have
