@@ -335,3 +335,6 @@ class OutcomesResponse(BaseModel):
 class Health(BaseModel):
     status: str
     registry: bool
+    server: str | None = None
+    """Only with ``?challenge=``: an HMAC of the challenge under the key in the state
+    directory (0600), so a launcher can tell its own server from another process."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request, Response
+from typing import Annotated
+
+from fastapi import FastAPI, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from rayfn.schemas import ErrorResponse, Health
@@ -12,6 +14,7 @@ from rayfn_service.api.backend import Registry
 from rayfn_service.api.guard import Guard, TokenSource
 from rayfn_service.api.routes import router
 from rayfn_service.api.shortcut import Shortcuts
+from rayfn_service.launch import server_proof
 
 DESCRIPTION = """Submit calls of deployed functions and poll for their results.
 
@@ -28,10 +31,18 @@ def create_app(settings: Settings) -> Guard:
     errors.install(app)
     app.include_router(router)
 
-    @app.get("/healthz", response_model=Health, summary="Liveness; no token needed")
-    async def healthz(request: Request) -> Health:
+    @app.get("/healthz", response_model=Health, response_model_exclude_none=True,
+             summary="Liveness; no token needed")
+    async def healthz(
+        request: Request,
+        challenge: Annotated[str | None, Query(
+            max_length=256, description="A random string; the answer's `server` then "
+            "proves this is the server of the state directory that asks (`rayfn start` "
+            "checks it before using a server on its port).")] = None,
+    ) -> Health:
         alive = await request.app.state.registry.alive()
-        return Health(status="ok" if alive else "degraded", registry=alive)
+        proof = server_proof(settings, challenge) if challenge else None
+        return Health(status="ok" if alive else "degraded", registry=alive, server=proof)
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response,
              responses={200: {"content": {CONTENT_TYPE_LATEST: {}}},
