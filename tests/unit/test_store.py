@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -380,6 +381,30 @@ def test_sweep_expired_respects_its_limit(store: SqliteStore) -> None:
             store.finish(call_id, CallState.SUCCEEDED, now=T0, expires_at=T0, result=b"x")
         assert store.sweep_expired(T0 + 1, limit=3) == 3
         assert store.sweep_expired(T0 + 1, limit=3) == 2
+
+
+def test_idempotency_keys_are_swept_after_retention_with_results(
+    store: SqliteStore,
+) -> None:
+    (call_id,) = spawn(store, 1)
+    with store.transaction():
+        store.finish(call_id, CallState.SUCCEEDED, now=T0, expires_at=T0, result=b"x")
+        recorded = time.time()
+        for n in range(3):
+            store.remember_idempotent(f"key-{n}", "hash", [f"fc-{n}"])
+        # Without a retention the keys stay (as stores did before keys were swept).
+        assert store.sweep_expired(recorded + 100) == 1
+        assert store.remember_idempotent("key-0", "hash", ["fc-new"]) == ["fc-0"]
+        # Within retention a retried submit still finds its calls.
+        assert store.sweep_expired(recorded - 1, idempotency_retention=60) == 0
+        assert store.remember_idempotent("key-0", "hash", ["fc-new"]) == ["fc-0"]
+        # Past it they go in batches of ``limit``, counted with the results, until none.
+        later = time.time() + 61
+        assert store.sweep_expired(later, limit=2, idempotency_retention=60) == 2
+        assert store.sweep_expired(later, limit=2, idempotency_retention=60) == 1
+        assert store.sweep_expired(later, limit=2, idempotency_retention=60) == 0
+        # A swept key is new again.
+        assert store.remember_idempotent("key-0", "other", ["fc-new"]) == ["fc-new"]
 
 
 def test_queue_depths_count_active_calls_by_state(store: SqliteStore) -> None:

@@ -69,6 +69,8 @@ CREATE TABLE IF NOT EXISTS idempotency (
 CREATE INDEX IF NOT EXISTS calls_queue ON calls (app, function, state, id);
 -- the sweeper finds finished calls past retention without scanning the rest
 CREATE INDEX IF NOT EXISTS calls_expiry ON calls (expires_at) WHERE expired = 0;
+-- ... and Idempotency-Keys past retention
+CREATE INDEX IF NOT EXISTS idempotency_age ON idempotency (created_at);
 """
 
 _ACTIVE = (CallState.QUEUED.value, CallState.RUNNING.value, CallState.RETRYING.value)
@@ -494,15 +496,26 @@ class SqliteStore:
             depths.setdefault((app, function), {})[state] = count
         return depths
 
-    def sweep_expired(self, now: float, limit: int = 10_000) -> int:
-        """Delete result bytes past retention, keeping the row as a tombstone."""
+    def sweep_expired(
+        self, now: float, limit: int = 10_000, *, idempotency_retention: float | None = None
+    ) -> int:
+        """Delete result bytes past retention, keeping the row as a tombstone, and the
+        Idempotency-Keys recorded more than ``idempotency_retention`` seconds ago (None
+        keeps them). Returns how many rows changed, at most ``limit`` of each kind."""
         cur = self._write.execute(
             "UPDATE calls SET expired = 1, result = NULL, result_json = NULL, error_blob = NULL, "
             "error_traceback = NULL, args = NULL, logs = NULL WHERE id IN (SELECT id FROM calls "
             "WHERE expired = 0 AND expires_at <= ? LIMIT ?)",
             (now, limit),
         )
-        return cur.rowcount
+        swept = cur.rowcount
+        if idempotency_retention is not None:
+            swept += self._write.execute(
+                "DELETE FROM idempotency WHERE key IN (SELECT key FROM idempotency "
+                "WHERE created_at <= ? LIMIT ?)",
+                (now - idempotency_retention, limit),
+            ).rowcount
+        return swept
 
     def list_calls(
         self,
