@@ -8,8 +8,13 @@ failures are retried while the server restarts.
 from __future__ import annotations
 
 import json
+import os
+import sys
+import threading
 import time
+import warnings
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -19,6 +24,7 @@ from rayfn import exception
 from rayfn._client.base import DeployedFunction
 from rayfn._ids import validate_call_id
 from rayfn._names import validate_name
+from rayfn._net import InsecureTransportWarning, is_loopback
 from rayfn._payload import Outcome
 from rayfn.schemas import (
     AppInfo,
@@ -71,6 +77,44 @@ def _call(call_id: str) -> str:
     return f"/v1/calls/{validate_call_id(call_id)}"
 
 
+_RAYFN_DIR = str(Path(__file__).parents[1]) + os.sep
+_warned_urls: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def warn_if_plaintext(url: str) -> bool:
+    """Warn (once per URL and process) when the token would cross the network in clear.
+
+    Loopback stays on this machine, so only ``http://`` to another host is worth a word;
+    True if this call warned.
+    """
+    parsed = httpx.URL(url)
+    if parsed.scheme != "http" or is_loopback(parsed.host):
+        return False
+    with _warned_lock:
+        if url in _warned_urls:
+            return False
+        _warned_urls.add(url)
+    warnings.warn(
+        f"rayfn sends its token to {url} over plain http://, unencrypted: anyone on the "
+        "network path can read it and control the service; use https:// (a TLS proxy in "
+        "front of the REST server) or an SSH tunnel to 127.0.0.1",
+        InsecureTransportWarning,
+        stacklevel=_first_frame_outside_rayfn(),
+    )
+    return True
+
+
+def _first_frame_outside_rayfn() -> int:
+    """The ``stacklevel`` that points a warning at the user's line that connected."""
+    frame = sys._getframe(1)  # warn_if_plaintext, the caller of warnings.warn: level 1
+    level = 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_RAYFN_DIR):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
 class HttpClient:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -79,6 +123,7 @@ class HttpClient:
             raise exception.AuthError(
                 "no token for the rayfn server: set RAYFN_TOKEN or pass token= to connect()"
             )
+        warn_if_plaintext(settings.server_url)
         self._http = httpx.Client(
             base_url=settings.server_url.rstrip("/"),
             headers={"Authorization": f"Bearer {token}"},
