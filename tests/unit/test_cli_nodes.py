@@ -22,5 +22,5 @@ def test_holdings_and_table_name_each_node_and_what_runs_there() -> None:
     assert holdings({"abcdef0123456789": 2}, 8) == "abcdef01: 2"
     table = nodes_table([node], 8)
     cells = [list(column.cells) for column in table.columns]
-    assert [c[0] for c in cells] == ["abcdef01", "10.0.0.2", "worker", "3/4", "-", "2/8",
+    assert [str(c[0]) for c in cells] == ["abcdef01", "10.0.0.2", "worker", "3/4", "-", "2/8",
                                      "app.f x2, app.g x1"]

@@ -8,6 +8,7 @@ from typing import Any, get_type_hints
 
 import click
 
+from rayfn.cli.output import harmless
 from rayfn.exception import InvalidError
 
 _TYPES: dict[Any, Any] = {int: click.INT, float: click.FLOAT, str: click.STRING}
@@ -39,4 +40,6 @@ def command_for(fn: Callable[..., Any], name: str, invoke: Callable[..., Any]) -
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             raise InvalidError(f"{name}: *args and **kwargs cannot become command-line flags")
         options.append(_option(param, hints.get(param.name, str)))
-    return click.Command(name=name, params=options, callback=invoke, help=fn.__doc__)
+    # The docstring is printed by --help: as harmless as the rest of the CLI's output.
+    help_text = harmless(fn.__doc__) if fn.__doc__ is not None else None
+    return click.Command(name=name, params=options, callback=invoke, help=help_text)

@@ -1,7 +1,8 @@
 """``rayfn``: start the service, deploy and run apps, inspect and control calls.
 
 Commands parse arguments and delegate to the SDK or the launcher; a user's mistake
-prints one line and exits 1, without a traceback.
+prints one line and exits 1, without a traceback. Everything printed goes through
+:mod:`rayfn.cli.output`, which shows user and cluster text literally.
 """
 
 from __future__ import annotations
@@ -11,24 +12,22 @@ import datetime
 import functools
 import json
 import sys
+import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.table import Table
 
+from rayfn.cli.output import say, show, table
 from rayfn.exception import Error, InvalidError
 from rayfn.exception import TimeoutError as RayfnTimeoutError
 from rayfn.settings import get_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
-console = Console()
-err_console = Console(stderr=True)
 
 
 def _fail(message: str, code: int = 1) -> None:
-    err_console.print(f"[bold red]Error:[/] {message}", highlight=False)
+    say(message, err=True, label="Error:")
     sys.exit(code)
 
 
@@ -41,6 +40,13 @@ def friendly_errors(fn: F) -> F:
             _fail(str(exc), code=2)
         except Error as exc:
             _fail(str(exc))
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception:
+            # A bug, or the user's own code (`rayfn run`): its traceback, which may quote
+            # remote text, printed as harmlessly as everything else.
+            say(traceback.format_exc(), err=True, nl=False)
+            sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
 
@@ -67,11 +73,10 @@ def start(address: str | None, num_cpus: int | None) -> None:
     settings = get_settings()
     info = launch.start(settings, address=address, num_cpus=num_cpus)
     where = "started by rayfn" if info.started_by_rayfn else "attached"
-    console.print(f"rayfn is running on Ray at {info.address} ({where})", highlight=False)
-    console.print(f"state: {settings.state_dir}", highlight=False)
+    say(f"rayfn is running on Ray at {info.address} ({where})")
+    say(f"state: {settings.state_dir}")
     if settings.start_server:
-        console.print(f"REST server: {launch.server_url(settings)}  "
-                      f"(token: cat {settings.token_file})", highlight=False)
+        say(f"REST server: {launch.server_url(settings)}  (token: cat {settings.token_file})")
 
 
 @cli.command()
@@ -80,7 +85,7 @@ def stop() -> None:
     """Stop rayfn (and the local Ray head it started; an attached cluster keeps running)."""
     from rayfn_service import launch
 
-    console.print(launch.stop(get_settings()), highlight=False)
+    say(launch.stop(get_settings()))
 
 
 @cli.command()
@@ -102,7 +107,7 @@ def status(as_json: bool) -> None:
     nodes = node_view.cluster_nodes(stats) if in_cluster else []
     registry = client.ping() if isinstance(client, RayClient) else None
     if as_json:
-        click.echo(json.dumps({
+        say(json.dumps({
             "nodes": [dataclasses.asdict(n) for n in nodes],
             "registry": registry,
             "functions": [s.model_dump(mode="json") for s in stats],
@@ -111,23 +116,20 @@ def status(as_json: bool) -> None:
     width = node_view.id_width([n.node_id for n in nodes]
                                + [node_id for s in stats for node_id in s.nodes])
     if in_cluster:
-        console.print(node_view.nodes_table(nodes, width))
+        show(node_view.nodes_table(nodes, width))
     if registry is not None:
         started = datetime.datetime.fromtimestamp(registry["started_at"]).isoformat(
             timespec="seconds")
-        console.print(f"registry: running since {started} (pid {registry['pid']}, node "
-                      f"{registry.get('node_id', '?')[:width]}), store {registry['store']}",
-                      highlight=False)
+        say(f"registry: running since {started} (pid {registry['pid']}, node "
+            f"{registry.get('node_id', '?')[:width]}), store {registry['store']}")
     else:
-        console.print(f"server: {client.settings.server_url}", highlight=False)
-    table = Table(title="functions")
-    for column in ("app", "function", "queued", "running", "retrying", "in Ray", "window",
-                   "on nodes"):
-        table.add_column(column)
-    for s in stats:
-        table.add_row(s.app, s.function, str(s.queued), str(s.running), str(s.retrying),
-                      str(s.in_ray), str(s.window), node_view.holdings(s.nodes, width))
-    console.print(table)
+        say(f"server: {client.settings.server_url}")
+    show(table(
+        ("app", "function", "queued", "running", "retrying", "in Ray", "window", "on nodes"),
+        ((s.app, s.function, s.queued, s.running, s.retrying, s.in_ray, s.window,
+          node_view.holdings(s.nodes, width)) for s in stats),
+        title="functions",
+    ))
 
 
 @cli.group(name="token")
@@ -143,11 +145,10 @@ def token_rotate() -> None:
 
     settings = get_settings()
     path = launch.rotate_token(settings)
-    console.print(f"wrote a new token to {path}; the old token no longer works",
-                  highlight=False)
+    say(f"wrote a new token to {path}; the old token no longer works")
     if settings.token:
-        err_console.print("[bold yellow]Note:[/] RAYFN_TOKEN is set; a server started with "
-                          "it keeps using that value, not the file", highlight=False)
+        say("RAYFN_TOKEN is set; a server started with it keeps using that value, not the "
+            "file", err=True, label="Note:", color="yellow")
 
 
 # ---- apps ----------------------------------------------------------------------
@@ -165,11 +166,11 @@ def deploy(ref: str, name: str | None) -> None:
     app = find_app(import_file(path), path, app_ref)
     version = app.deploy(name)
     functions = ", ".join(sorted(app.registered_functions))
-    console.print(f"deployed app {app.name!r} version {version}: {functions}", highlight=False)
+    say(f"deployed app {app.name!r} version {version}: {functions}")
     for fn_name, function in sorted(app.registered_functions.items()):
         url = function.get_web_url()
         if url:
-            console.print(f"web endpoint {fn_name}: {url}", highlight=False, soft_wrap=True)
+            say(f"web endpoint {fn_name}: {url}")
 
 
 @cli.command()
@@ -202,12 +203,14 @@ def serve(ref: str, host: str, port: int | None, reload: bool) -> None:
     routes = endpoint_routes({n: f.options.web_endpoint for n, f in endpoints.items()})
     port = port or get_settings().serve_port
     serving.check_port_free(host, port)
+    exposed = serving.exposure_warning(host, port)
+    if exposed:
+        say(exposed, err=True, label="Warning:", color="yellow")
     base = f"http://{serving.url_host(host)}:{port}"
     for fn_name, route in sorted(routes.items()):
-        console.print(f"web endpoint {fn_name}: {base}{route or '/'}", highlight=False,
-                      soft_wrap=True)
+        say(f"web endpoint {fn_name}: {base}{route or '/'}")
     if reload:
-        console.print(f"reloading when {path} changes; Ctrl-C stops", highlight=False)
+        say(f"reloading when {path} changes; Ctrl-C stops")
     sys.stdout.flush()
     serving.run(path, app_ref, host, port, reload)
 
@@ -243,7 +246,7 @@ def run(ctx: click.Context, ref: str) -> None:
         def invoke(**kwargs: Any) -> Any:
             with app.run():
                 result = function.remote(**kwargs)
-            console.print(repr(result), highlight=False)
+            say(repr(result))
             return result
 
     command = command_for(fn, getattr(target, "name", "run"), invoke)
@@ -267,14 +270,10 @@ def app_list(as_json: bool) -> None:
 
     apps = get_client().list_apps()
     if as_json:
-        click.echo(json.dumps([a.model_dump(mode="json") for a in apps], indent=2))
+        say(json.dumps([a.model_dump(mode="json") for a in apps], indent=2))
         return
-    table = Table()
-    for column in ("app", "version", "functions", "ephemeral"):
-        table.add_column(column)
-    for a in apps:
-        table.add_row(a.name, str(a.version), ", ".join(a.functions), str(a.ephemeral))
-    console.print(table)
+    show(table(("app", "version", "functions", "ephemeral"),
+               ((a.name, a.version, ", ".join(a.functions), a.ephemeral) for a in apps)))
 
 
 @app_group.command(name="stop")
@@ -285,8 +284,7 @@ def app_stop(name: str) -> None:
     from rayfn.app import stop_app
 
     cancelled = stop_app(name)
-    console.print(f"stopped app {name!r}; cancelled {cancelled} unfinished calls",
-                  highlight=False)
+    say(f"stopped app {name!r}; cancelled {cancelled} unfinished calls")
 
 
 # ---- calls ---------------------------------------------------------------------
@@ -298,7 +296,7 @@ def call_group() -> None:
 
 
 def _print_status(status: Any) -> None:
-    click.echo(json.dumps(status.describe(), indent=2))
+    say(json.dumps(status.describe(), indent=2))
 
 
 @call_group.command(name="status")
@@ -326,7 +324,7 @@ def call_get(call_id: str, timeout: float) -> None:
         raise
     except Exception as exc:  # the call's own exception, re-raised from the cluster
         _fail(f"the call raised {type(exc).__name__}: {exc}")
-    console.print(repr(value), highlight=False)
+    say(repr(value))
 
 
 @call_group.command(name="logs")
@@ -336,7 +334,7 @@ def call_logs(call_id: str) -> None:
     """Print what a call's attempts printed to stdout and stderr."""
     from rayfn.call import FunctionCall
 
-    click.echo(FunctionCall.from_id(call_id).logs(), nl=False)
+    say(FunctionCall.from_id(call_id).logs(), nl=False)
 
 
 @call_group.command(name="cancel")
@@ -350,8 +348,8 @@ def call_cancel(call_id: str) -> None:
     status = FunctionCall.from_id(call_id).cancel()
     _print_status(status)
     if status.state is not CallState.CANCELLED:  # it had ended before: nothing changed
-        err_console.print(f"{call_id} had already finished ({status.state.value}); "
-                          "nothing to cancel", highlight=False)
+        say(f"{call_id} had already finished ({status.state.value}); nothing to cancel",
+            err=True)
 
 
 @call_group.command(name="list")
@@ -364,13 +362,10 @@ def call_list(app: str | None, function: str | None, state: str | None, limit: i
     """List recent calls, newest first."""
     from rayfn._client import get_client
 
-    table = Table()
-    for column in ("call", "function", "state", "attempts", "error"):
-        table.add_column(column)
-    for s in get_client().list_calls(app, function, state, limit):
-        table.add_row(s.call_id, f"{s.app}.{s.function}", s.state.value, str(s.attempts),
-                      s.error_type or "")
-    console.print(table)
+    calls = get_client().list_calls(app, function, state, limit)
+    show(table(("call", "function", "state", "attempts", "error"),
+               ((s.call_id, f"{s.app}.{s.function}", s.state.value, s.attempts,
+                 s.error_type or "") for s in calls)))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,6 +6,7 @@ import dataclasses
 
 from rich.table import Table
 
+from rayfn.cli.output import table
 from rayfn.schemas import FunctionStats
 
 # Node IDs are 56 hex digits; tables show the shortest prefix that tells them apart.
@@ -77,16 +78,14 @@ def id_width(node_ids: list[str]) -> int:
 
 
 def nodes_table(nodes: list[NodeView], width: int) -> Table:
-    table = Table(title="nodes")
-    for column in ("node", "address", "state", "CPU used", "GPU used", "memory GiB used",
-                   "running"):
-        table.add_column(column)
+    rows = []
     for n in nodes:
         state = ("head" if n.head else "worker") + ("" if n.alive else " (dead)")
         running = ", ".join(f"{name} x{count}" for name, count in sorted(n.running.items()))
-        table.add_row(n.node_id[:width], n.address, state, _used(n, "CPU"),
-                      _used(n, "GPU"), _used(n, "memory", 2**30), running)
-    return table
+        rows.append((n.node_id[:width], n.address, state, _used(n, "CPU"), _used(n, "GPU"),
+                     _used(n, "memory", 2**30), running))
+    return table(("node", "address", "state", "CPU used", "GPU used", "memory GiB used",
+                  "running"), rows, title="nodes")
 
 
 def holdings(nodes: dict[str, int], width: int) -> str:

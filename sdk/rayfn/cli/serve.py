@@ -12,9 +12,12 @@ import os
 import signal
 import socket
 import threading
+import traceback
 from pathlib import Path
 from typing import Any
 
+from rayfn._net import is_loopback
+from rayfn.cli.output import harmless
 from rayfn.exception import Error, InvalidError
 
 logger = logging.getLogger("rayfn.serve")
@@ -53,9 +56,11 @@ def factory() -> Any:
     except Exception as exc:
         if os.environ.get(RELOAD_ENV) != "1":
             raise
-        # rayfn's own errors say what is wrong in one line; the user's code gets its traceback.
-        logger.error("cannot serve %s: %s: %s (waiting for a change)", path,
-                     type(exc).__name__, exc, exc_info=not isinstance(exc, Error))
+        # rayfn's own errors say what is wrong in one line; the user's code gets its
+        # traceback. Both reach the terminal, so made harmless as the CLI's output is.
+        trace = "" if isinstance(exc, Error) else "\n" + traceback.format_exc().rstrip()
+        logger.error("cannot serve %s: %s: %s (waiting for a change)%s", harmless(path),
+                     type(exc).__name__, harmless(exc), harmless(trace))
         return error_app(f"rayfn serve: {type(exc).__name__}: {exc}")
     connect_keeping_signals()
     return asgi
@@ -94,7 +99,8 @@ def connect_keeping_signals() -> None:
     try:
         get_client()
     except Error as exc:
-        logger.warning("rayfn is not reachable yet (%s); endpoints will connect on use", exc)
+        logger.warning("rayfn is not reachable yet (%s); endpoints will connect on use",
+                       harmless(exc))
     finally:
         if threading.current_thread() is threading.main_thread():
             for sig, handler in handlers.items():
@@ -111,6 +117,16 @@ def check_port_free(host: str, port: int) -> None:
             sock.bind((host, port))
         except OSError as exc:
             raise InvalidError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def exposure_warning(host: str, port: int) -> str | None:
+    """What to tell the user when ``host`` makes the endpoints reachable from other
+    machines (None for loopback): they run with this machine's rayfn access."""
+    if is_loopback(host):
+        return None
+    return (f"serving on {host or 'every address'}:{port}, beyond this machine: anyone "
+            "who can reach it can call these endpoints, and through them the deployed "
+            "functions they call; use --host 127.0.0.1 unless that is intended")
 
 
 def url_host(host: str) -> str:
