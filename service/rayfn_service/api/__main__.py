@@ -9,6 +9,7 @@ import uvicorn
 
 from rayfn.settings import get_settings
 from rayfn_service.api.app import create_app
+from rayfn_service.api.connections import server_options
 from rayfn_service.launch import HeadInfo, connect_driver
 
 logger = logging.getLogger("rayfn.server")
@@ -37,8 +38,8 @@ def main() -> None:
     info = HeadInfo.load(settings)
     address = settings.address or (info.address if info else "auto")
     connect_driver(address, settings, log_to_driver=False)
-    uvicorn.run(create_app(settings), host=settings.server_host, port=settings.server_port,
-                log_level="info", access_log=False)
+    uvicorn.run(create_app(settings), **server_options(settings), log_level="info",
+                access_log=False)
 
 
 if __name__ == "__main__":
