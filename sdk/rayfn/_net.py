@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+from collections.abc import Iterator
 
 
 class InsecureTransportWarning(UserWarning):
@@ -25,3 +27,29 @@ def is_loopback(host: str) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return address.is_loopback
+
+
+@contextlib.contextmanager
+def loopback_bootstrap(address: str) -> Iterator[None]:
+    """While ``ray.init`` runs, keep a loopback Ray ``address`` (``host:port``, or
+    ``auto``) on loopback.
+
+    rayfn's embedded head listens on loopback only (Ray's single-machine mode, see
+    ``rayfn_service.launch``). Ray 2.60 on Linux replaces 127.0.0.1 in the address a
+    driver gives it by the machine's own address, which such a head does not answer,
+    unless it runs single-machine: this process says so for the connection only, so a
+    later ``ray start`` in it may still join other machines.
+    """
+    from ray._private import ray_constants
+
+    # "auto" may find a loopback head of this machine; for a remote head the setting
+    # would change nothing, and it is left alone.
+    if address != "auto" and not is_loopback(address.rpartition(":")[0]):
+        yield
+        return
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved

@@ -29,12 +29,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 import ray
 
+from rayfn._net import loopback_bootstrap
 from rayfn.exception import ConflictError, ConnectionError, Error
 from rayfn.settings import Settings
 from rayfn_service.names import HEAD_NODE_RESOURCE, REGISTRY_ACTOR
@@ -323,36 +323,6 @@ def connect_driver(address: str, settings: Settings, log_to_driver: bool = True)
                      configure_logging=False, log_to_driver=log_to_driver)
     except Exception as exc:
         raise ConnectionError(f"cannot reach the Ray cluster at {address}: {exc}") from exc
-
-
-def is_loopback_address(address: str) -> bool:
-    """Whether a Ray address (``host:port``) names this machine's loopback."""
-    host = address.rpartition(":")[0].strip("[]")
-    return host in ("127.0.0.1", "localhost", "::1")
-
-
-@contextlib.contextmanager
-def loopback_bootstrap(address: str) -> Iterator[None]:
-    """While ``ray.init`` runs, keep a loopback ``address`` on loopback.
-
-    Ray 2.60 replaces 127.0.0.1 in the address it is given by the machine's own address
-    (on Linux), which a head that listens on loopback only does not answer. Ray does not
-    when it runs single-machine (``LOOPBACK_RAY_ENV``); this process says so for the
-    connection only, so a later ``ray start`` in it still may join other machines.
-    """
-    from ray._private import ray_constants
-
-    # "auto" may find a loopback head of this machine; for any other local head, or a
-    # remote one, the setting changes nothing.
-    if address != "auto" and not is_loopback_address(address):
-        yield
-        return
-    saved = ray_constants.ENABLE_RAY_CLUSTER
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
-        yield
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = saved
 
 
 def start(settings: Settings, address: str | None = None, num_cpus: int | None = None) -> HeadInfo:

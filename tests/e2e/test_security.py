@@ -22,8 +22,9 @@ import psutil
 import pytest
 
 from rayfn._ids import new_call_id
+from rayfn._net import is_loopback
 from rayfn.settings import Settings, get_settings
-from rayfn_service.api.__main__ import is_loopback, warn_if_exposed
+from rayfn_service.api.__main__ import warn_if_exposed
 from rayfn_service.api.guard import OPEN_PATHS
 from rayfn_service.launch import HeadInfo, ensure_token, free_port, rotate_token
 
@@ -58,11 +59,11 @@ def test_the_server_listens_on_loopback_by_default() -> None:
     assert Settings.model_fields["server_host"].default == "127.0.0.1"
     settings = get_settings()
     pid = int((settings.state_dir / "server.pid").read_text())
-    # Only the REST port: the process is also a Ray driver, whose own gRPC port Ray binds
-    # on every interface (guarded by Ray's token auth, not by rayfn).
+    # Every port: the REST port, and the process's own Ray driver port (the embedded head
+    # keeps Ray on loopback).
     listening = [c.laddr for c in psutil.Process(pid).net_connections(kind="inet")
-                 if c.status == psutil.CONN_LISTEN and c.laddr.port == settings.server_port]
-    assert listening, "the session's REST server does not listen on its port"
+                 if c.status == psutil.CONN_LISTEN]
+    assert settings.server_port in {a.port for a in listening}, listening
     assert all(is_loopback(addr.ip) for addr in listening), listening
 
 

@@ -16,6 +16,7 @@ import ray
 from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError, RayTaskError
 
 from rayfn._client.base import DeployedFunction
+from rayfn._net import loopback_bootstrap
 from rayfn._payload import Outcome
 from rayfn.exception import ConnectionError
 from rayfn.schemas import AppInfo, CallLogs, CallStatus, FunctionInfo, FunctionStats
@@ -68,12 +69,13 @@ def ensure_ray(settings: Settings, log_to_driver: bool = True) -> None:
     settings.apply_ray_environment()
     address = ray_address(settings)
     try:
-        ray.init(
-            address=address,
-            logging_level=logging.WARNING,
-            log_to_driver=log_to_driver,
-            configure_logging=False,
-        )
+        with loopback_bootstrap(address):
+            ray.init(
+                address=address,
+                logging_level=logging.WARNING,
+                log_to_driver=log_to_driver,
+                configure_logging=False,
+            )
     except (ConnectionError, OSError, RuntimeError) as exc:
         raise ConnectionError(f"cannot reach the Ray cluster at {address}: {exc}") from exc
 

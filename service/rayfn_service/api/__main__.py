@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 
 import uvicorn
 
+from rayfn._net import is_loopback
 from rayfn.settings import get_settings
 from rayfn_service.api.app import create_app
 from rayfn_service.api.connections import server_options
 from rayfn_service.launch import HeadInfo, connect_driver
 
 logger = logging.getLogger("rayfn.server")
-
-
-def is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def warn_if_exposed(host: str) -> bool:
