@@ -130,7 +130,11 @@ class SqliteStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Every call's arguments, results and code: the owner's alone, whatever the
+            # umask of the cluster the registry runs on (SQLite gives -wal and -shm the
+            # file's mode).
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
             self._write = _connect(self.path)
             self._write.executescript(SCHEMA)
             self._migrate()
