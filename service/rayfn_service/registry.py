@@ -532,7 +532,9 @@ class Registry:
             await asyncio.sleep(self._settings.sweep_interval_seconds)
             try:
                 while await self._commit.run(
-                    lambda: self._store.sweep_expired(time.time()), durable=False
+                    lambda: self._store.sweep_expired(
+                        time.time(), idempotency_retention=self._settings.retention_seconds),
+                    durable=False
                 ):
                     pass
             except Exception:

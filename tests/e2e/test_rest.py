@@ -651,8 +651,10 @@ def test_deploy_refuses_malformed_bodies_and_invalid_options(
                     {"min_containers": 10**30}, {"max_containers": 10**30},
                     {"memory": 10**30}, {"cpu": 1e309}, {"gpu": "A100:1e309"},
                     {"gpu": 1e309}):
-        response = rest.post(route, json={"functions": [
-            {"name": "f", "options": options, "code": code}]})
+        # Python's JSON (which FastAPI parses with) reads 1e309 as infinity.
+        body = json.dumps({"functions": [{"name": "f", "options": options, "code": code}]})
+        response = rest.post(route, content=body.encode(),
+                             headers={"content-type": "application/json"})
         assert response.status_code == 400, (options, response.text)
         assert error_of(response)["type"] == "InvalidError"
     response = rest.post(route, json={"functions": [
@@ -783,6 +785,35 @@ def test_an_expired_result_answers_404_expired(
         assert unknown.status_code == 404 and error_of(unknown)["expired"] is False
         # The other server's registry does not know this call.
     assert rest.get(f"/v1/calls/{call_id}").status_code == 404
+
+
+def test_an_idempotency_key_is_forgotten_after_retention(
+    expiring_server: SecondServer, unique_app: str
+) -> None:
+    rayfn.connect(expiring_server.url, token=expiring_server.token)
+    app = rayfn.App(unique_app)
+
+    @app.function()
+    def value(x: int) -> int:
+        return x
+
+    app.deploy()
+    route = f"/v1/apps/{unique_app}/functions/value/calls"
+    key = {"Idempotency-Key": "kept-2s"}
+    with expiring_server.client() as client:
+        first = client.post(route, json={"args": [1]}, headers=key)
+        assert first.status_code == 202, first.text
+        conflict = client.post(route, json={"args": [2]}, headers=key)
+        assert conflict.status_code == 409, conflict.text  # remembered for now
+
+        def reused() -> httpx.Response | None:
+            response = client.post(route, json={"args": [2]}, headers=key)
+            return response if response.status_code != 409 else None
+
+        # Swept with the results (kept 2 s here): the key then makes a new call.
+        response = until(reused, 30, "the key was never forgotten", every=0.5)
+        assert response.status_code == 202, response.text
+        assert response.json()["call_id"] != first.json()["call_id"]
 
 
 def test_long_polls_outlast_the_registrys_wait_chunk(
