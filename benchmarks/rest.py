@@ -48,7 +48,8 @@ def _load(url: str, seconds: float, connections: int, token: str,
 def rest(seconds: float, connections: int) -> list[Row]:
     import rayfn
     from rayfn.settings import get_settings
-    from rayfn_service.launch import ensure_token, free_port
+    from rayfn_service.processes import free_port
+    from rayfn_service.server_process import ensure_token
 
     settings = get_settings()
     ensure_token(settings)

@@ -168,8 +168,8 @@ class LocalCluster:
         finally:
             server_pid = self.state_dir / "server.pid"
             if server_pid.exists():  # `rayfn stop` failed before it ended the server
-                from rayfn_service.launch import _terminate
+                from rayfn_service.processes import terminate
 
-                _terminate([int(server_pid.read_text())])
+                terminate([int(server_pid.read_text())])
             kill_head(str(self.root))  # every node's temp dir is under the root
             shutil.rmtree(self.root, ignore_errors=True)

@@ -169,7 +169,7 @@ def test_a_token_others_can_read_is_narrowed(tmp_path: Path) -> None:
     env.update(HOME=str(tmp_path), RAY_AUTH_MODE="token")
     subprocess.run(
         [sys.executable, "-c",
-         "from rayfn_service.launch import _ensure_ray_token; _ensure_ray_token()"],
+         "from rayfn_service.ray_token import ensure_ray_token; ensure_ray_token()"],
         env=env, check=True, timeout=120, capture_output=True)
     assert token.read_text() == "x" * 64  # kept, not replaced
     assert _mode(token) == 0o600

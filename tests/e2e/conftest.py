@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from rayfn_service.launch import free_port
+from rayfn_service.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,7 +66,7 @@ def rest() -> Iterator[httpx.Client]:
     """
     from rayfn._client import reset
     from rayfn.settings import get_settings
-    from rayfn_service.launch import server_url
+    from rayfn_service.server_process import server_url
 
     reset()
     settings = get_settings()
@@ -128,8 +128,9 @@ def second_server(tmp_path: Path, registry_settings: dict[str, Any],
 
     from rayfn._client import reset
     from rayfn.settings import get_settings
-    from rayfn_service.launch import HeadInfo, ensure_registry, ensure_token
+    from rayfn_service.launch import HeadInfo, ensure_registry
     from rayfn_service.names import REGISTRY_ACTOR
+    from rayfn_service.server_process import ensure_token
 
     session = get_settings()
     head = HeadInfo.load(session)

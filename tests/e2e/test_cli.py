@@ -136,7 +136,7 @@ def test_cli_over_http(rayfn_cli: Cli, tmp_path: Path) -> None:
     import os
 
     from rayfn.settings import get_settings
-    from rayfn_service.launch import server_url
+    from rayfn_service.server_process import server_url
 
     settings = get_settings()
     env = {

@@ -58,7 +58,7 @@ class Target:
 def fuzz_target(service: object) -> Iterator[Target]:
     """One small deployed app and a finished call; apps the fuzz deploys are stopped after."""
     from rayfn._client import reset
-    from rayfn_service.launch import server_url
+    from rayfn_service.server_process import server_url
 
     reset()
     session = get_settings()

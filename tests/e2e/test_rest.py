@@ -677,7 +677,7 @@ def test_deploy_refuses_malformed_bodies_and_invalid_options(
 
 
 def test_the_sdk_deploys_over_rest(rest: httpx.Client, unique_app: str) -> None:
-    from rayfn_service.launch import server_url
+    from rayfn_service.server_process import server_url
 
     settings = get_settings()
     rayfn.connect(server_url(settings), token=settings.read_token())

@@ -26,7 +26,9 @@ from rayfn._net import is_loopback
 from rayfn.settings import Settings, get_settings
 from rayfn_service.api.__main__ import warn_if_exposed
 from rayfn_service.api.guard import OPEN_PATHS
-from rayfn_service.launch import HeadInfo, ensure_token, free_port, rotate_token
+from rayfn_service.launch import HeadInfo
+from rayfn_service.processes import free_port
+from rayfn_service.server_process import ensure_token, rotate_token
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import SecondServer

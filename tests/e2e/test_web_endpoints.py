@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from rayfn_service.launch import free_port
+from rayfn_service.processes import free_port
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 ROOT = Path(__file__).resolve().parents[2]

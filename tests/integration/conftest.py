@@ -54,7 +54,7 @@ def transport(request: pytest.FixtureRequest) -> Iterator[str]:
     import rayfn
     from rayfn._client import reset
     from rayfn.settings import get_settings
-    from rayfn_service.launch import server_url
+    from rayfn_service.server_process import server_url
 
     if request.param == "http":
         if "isolated_registry" in request.fixturenames:

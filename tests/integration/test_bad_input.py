@@ -39,7 +39,7 @@ MiB = 1 << 20
 
 def rest_result(call_id: str, wait: float = 60.0) -> tuple[int, dict[str, Any]]:
     """The call's result route over raw REST: (status, JSON error body or {})."""
-    from rayfn_service.launch import server_url
+    from rayfn_service.server_process import server_url
 
     settings = get_settings()
     with httpx.Client(base_url=server_url(settings), timeout=120,
@@ -163,7 +163,7 @@ def test_a_100_mib_result(unique_app: str, transport: str) -> None:
     if transport == "http":  # raw REST too: not JSON (406), but there when asked pickled
         code, body = rest_result(call.object_id)
         assert code == 406 and body["error"]["type"] == "InvalidError"
-        from rayfn_service.launch import server_url
+        from rayfn_service.server_process import server_url
 
         settings = get_settings()
         response = httpx.get(f"{server_url(settings)}/v1/calls/{call.object_id}/result",

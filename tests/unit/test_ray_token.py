@@ -12,7 +12,7 @@ def test_a_token_is_made_before_the_first_local_head(tmp_path: Path) -> None:
     env = {**os.environ, "HOME": str(tmp_path), "RAY_AUTH_MODE": "token"}
     for name in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
         env.pop(name, None)
-    script = "from rayfn_service.launch import _ensure_ray_token; _ensure_ray_token()"
+    script = "from rayfn_service.ray_token import ensure_ray_token; ensure_ray_token()"
     for _ in range(2):  # the second run keeps the token the first made
         subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=120)
         token = (tmp_path / ".ray" / "auth_token").read_text()

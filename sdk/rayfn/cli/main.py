@@ -69,6 +69,7 @@ def cli() -> None:
 def start(address: str | None, num_cpus: int | None) -> None:
     """Start rayfn: a local Ray head (unless --address) and the registry. Idempotent."""
     from rayfn_service import launch
+    from rayfn_service.server_process import server_url
 
     settings = get_settings()
     info = launch.start(settings, address=address, num_cpus=num_cpus)
@@ -76,7 +77,7 @@ def start(address: str | None, num_cpus: int | None) -> None:
     say(f"rayfn is running on Ray at {info.address} ({where})")
     say(f"state: {settings.state_dir}")
     if settings.start_server:
-        say(f"REST server: {launch.server_url(settings)}  (token: cat {settings.token_file})")
+        say(f"REST server: {server_url(settings)}  (token: cat {settings.token_file})")
 
 
 @cli.command()
@@ -141,10 +142,10 @@ def token_group() -> None:
 @friendly_errors
 def token_rotate() -> None:
     """Write a new token file (mode 0600); the running server refuses the old token."""
-    from rayfn_service import launch
+    from rayfn_service.server_process import rotate_token
 
     settings = get_settings()
-    path = launch.rotate_token(settings)
+    path = rotate_token(settings)
     say(f"wrote a new token to {path}; the old token no longer works")
     if settings.token:
         say("RAYFN_TOKEN is set; a server started with it keeps using that value, not the "

@@ -14,7 +14,7 @@ from rayfn_service.api.backend import Registry
 from rayfn_service.api.guard import Guard, TokenSource
 from rayfn_service.api.routes import router
 from rayfn_service.api.shortcut import Shortcuts
-from rayfn_service.launch import server_proof
+from rayfn_service.server_process import server_proof
 
 DESCRIPTION = """Submit calls of deployed functions and poll for their results.
 

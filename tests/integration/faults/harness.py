@@ -22,7 +22,7 @@ import psutil
 
 import rayfn
 from rayfn.exception import NotFoundError, TimeoutError
-from rayfn_service.launch import free_port
+from rayfn_service.processes import free_port
 
 from ..waiting import wait_until
 
