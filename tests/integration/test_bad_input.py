@@ -409,7 +409,7 @@ class Ask:
 
 
 ASKS = [Ask({"gpu": 1}, "gpu=1"), Ask({"gpu": "A100:2"}, "gpu=2"), Ask({"cpu": 64}, "cpu=64"),
-        Ask({"memory": 10**9}, "memory=")]
+        Ask({"memory": 10**6}, "memory=")]
 
 
 def test_resources_no_node_can_ever_have_fail_at_spawn(unique_app: str) -> None:

@@ -40,14 +40,25 @@ def _raylet(node_manager_port: int) -> psutil.Process | None:
     return None
 
 
+# The session's head keeps Ray on loopback (single-machine Ray, see rayfn_service.launch),
+# which refuses worker nodes and which a worker on Linux would look for at the machine's
+# address. This node of the same machine joins it on loopback: `ray start` with the
+# multi-node check on, and 127.0.0.1 left as it is.
+_JOIN_ON_LOOPBACK = (
+    "import sys; import ray._private.ray_constants as c; import ray._private.services as s; "
+    "c.ENABLE_RAY_CLUSTER = True; s.resolve_ip_for_localhost = lambda host: host; "
+    "from ray.scripts.scripts import main; sys.argv[0] = 'ray'; main()"
+)
+
+
 @pytest.fixture
 def gpu_node(tmp_path: Path) -> Iterator[psutil.Process]:
     """A worker node with one (declared) GPU; yields its raylet. Ended by PID afterwards."""
     head = HeadInfo.load(get_settings())
     assert head is not None
     port = free_port()
-    ray_bin = Path(sys.executable).parent / "ray"
-    command = [str(ray_bin), "start", f"--address={head.address}", "--num-cpus=1",
+    command = [sys.executable, "-c", _JOIN_ON_LOOPBACK, "start", f"--address={head.address}",
+               "--num-cpus=1",
                "--num-gpus=1", "--node-ip-address=127.0.0.1", "--disable-usage-stats",
                f"--node-manager-port={port}", f"--object-manager-port={free_port()}",
                f"--dashboard-agent-listen-port={free_port()}",
