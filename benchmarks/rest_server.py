@@ -17,7 +17,8 @@ from fastapi import FastAPI
 
 from rayfn.settings import get_settings
 from rayfn_service.api.app import create_app
-from rayfn_service.launch import HeadInfo, connect_driver
+from rayfn_service.launch import connect_driver
+from rayfn_service.ray_head import HeadInfo
 
 bare = FastAPI()
 

@@ -30,6 +30,8 @@ os.environ.setdefault("RAYFN_CLIENT_RETRY_SECONDS", "120")
 # The session's REST server, on a free loopback port (never a user's 8000).
 os.environ["RAYFN_SERVER_HOST"] = "127.0.0.1"
 os.environ["RAYFN_SERVER_PORT"] = str(_free_port())
+# Ray Serve's proxy, which the session's registry starts for web endpoints (never 8200).
+os.environ["RAYFN_RAY_SERVE_PORT"] = str(_free_port())
 os.environ.pop("RAYFN_SERVER_URL", None)
 os.environ.pop("RAYFN_TOKEN", None)
 # Fixed CPUs so results do not depend on the machine; tests mostly sleep, not compute.

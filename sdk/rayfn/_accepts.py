@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterable
 
 from rayfn._client.base import Client
+from rayfn.protocol.operations import RegistryApi
 from rayfn.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class AcceptPipeline:
                 self._cond.notify_all()
                 return True
         try:
-            client.spawn(app, name, [(call_id, payload)])
+            client.call(RegistryApi.spawn, app, name, [(call_id, payload)])
         except BaseException as exc:
             with self._cond:
                 self._last_refusal = exc
@@ -132,7 +133,7 @@ class AcceptPipeline:
             chunk = batch.calls[start:start + size]
             refusal: BaseException | None = None
             try:
-                batch.client.spawn(batch.app, batch.name, chunk)
+                batch.client.call(RegistryApi.spawn, batch.app, batch.name, chunk)
             except BaseException as exc:  # handed to whoever looks at these calls
                 refusal = exc
             self._answered(chunk, refusal)

@@ -13,14 +13,14 @@ import cloudpickle
 
 from rayfn import _accepts
 from rayfn._client import get_client
-from rayfn._client.base import Client
-from rayfn._ids import new_call_id
-from rayfn._names import MAX_NAME_LENGTH, validate_name
-from rayfn.exception import DeploymentError, InvalidError, NotFoundError, SerializationError
+from rayfn.exception import InvalidError, SerializationError
 from rayfn.function import Function
 from rayfn.options import FunctionOptions, Image, Retries
-from rayfn.settings import Settings
-from rayfn.web import web_endpoint_of
+from rayfn.protocol.ids import new_call_id
+from rayfn.protocol.names import MAX_NAME_LENGTH, validate_name
+from rayfn.protocol.operations import RegistryApi
+from rayfn.protocol.records import DeployedFunction
+from rayfn.web import EndpointCode, web_endpoint_of
 
 __all__ = ["App", "LocalEntrypoint", "stop_app"]
 
@@ -156,17 +156,22 @@ class App:
 
     # ---- lifecycle ---------------------------------------------------------------
 
-    def _payload(self) -> list[tuple[str, str, bytes, str]]:
+    def _payload(self) -> list[DeployedFunction]:
+        """What the registry stores: each function pickled; a web endpoint as the
+        :class:`EndpointCode` its Serve replicas load it from."""
         runtime_env = json.dumps(self.image.runtime_env())
         functions = []
         for fn_name, function in self.registered_functions.items():
             raw = function.get_raw_f()
             _pickle_by_value(raw)
+            shipped: Any = raw if function.options.web_endpoint is None \
+                else EndpointCode.of(function)
             try:
-                code = bytes(cloudpickle.dumps(raw))
+                code = bytes(cloudpickle.dumps(shipped))
             except Exception as exc:
                 raise SerializationError(f"cannot serialize function {fn_name!r}: {exc}") from exc
-            functions.append((fn_name, json.dumps(function.options.to_dict()), code, runtime_env))
+            functions.append(DeployedFunction(fn_name, json.dumps(function.options.to_dict()),
+                                              code, runtime_env))
         return functions
 
     def deploy(self, name: str | None = None) -> int:
@@ -183,33 +188,10 @@ class App:
         payload = self._payload()
         client = get_client()
         _accepts.settle()
-        has_endpoints = any(f.options.web_endpoint for f in self.registered_functions.values())
-        ray_settings = _ray_settings(client)
-        if has_endpoints and ray_settings is None:
-            raise InvalidError(
-                f"app {self.name!r} has web endpoints, which are deployed on Ray Serve: "
-                "deploy it from a machine that can join the Ray cluster (unset "
-                "RAYFN_SERVER_URL)"
-            )
-        had_endpoints = (
-            ray_settings is not None
-            and not has_endpoints
-            and _deployed_with_endpoints(client, self.name)
-        )
-        version = client.deploy(self.name, payload)
-        if ray_settings is not None:
-            from rayfn_service.web import sync_endpoints
-
-            urls = sync_endpoints(
-                self.name,
-                list(self.registered_functions.values()),
-                self.image.runtime_env(),
-                ray_settings,
-                had_endpoints=had_endpoints,
-            )
-            for fn_name, function in self.registered_functions.items():
-                function._web_url = urls.get(fn_name)
-        return version
+        result = client.call(RegistryApi.deploy, self.name, payload)
+        for fn_name, function in self.registered_functions.items():
+            function._web_url = result.web_urls.get(fn_name)
+        return result.version
 
     @contextmanager
     def run(self) -> Iterator[App]:
@@ -222,7 +204,7 @@ class App:
         client = get_client()
         _accepts.settle()
         if self.registered_functions:
-            client.deploy(ephemeral, self._payload(), True)
+            client.call(RegistryApi.deploy, ephemeral, self._payload(), True)
         self._running_name = ephemeral
         try:
             yield self
@@ -230,7 +212,7 @@ class App:
             self._running_name = None
             _accepts.settle()
             if self.registered_functions:
-                client.stop_app(ephemeral)
+                client.call(RegistryApi.stop_app, ephemeral)
 
     def stop(self) -> int:
         """Stop the deployed app; its unfinished calls are cancelled and its web
@@ -243,35 +225,4 @@ def stop_app(name: str) -> int:
     calls were cancelled."""
     client = get_client()
     _accepts.settle()
-    ray_settings = _ray_settings(client)
-    if ray_settings is not None and _deployed_with_endpoints(client, name):
-        from rayfn_service.web import remove_endpoints
-
-        remove_endpoints(name, ray_settings)
-    return client.stop_app(name)
-
-
-def _deployed_with_endpoints(client: Client, app: str) -> bool:
-    """Whether the deployed version of ``app`` has web endpoints (which Serve may run)."""
-    for info in client.list_apps():
-        if info.name == app:
-            try:
-                return any(
-                    client.function_info(app, fn).options.get("web_endpoint")
-                    for fn in info.functions
-                )
-            except NotFoundError:  # stopped meanwhile
-                return False
-            except DeploymentError:  # its stored options are unreadable: ask Serve itself
-                return True
-    return False
-
-
-def _ray_settings(client: object) -> Settings | None:
-    """The settings of a client that is a Ray driver (None over HTTP: no Ray Serve then)."""
-    ray_client = sys.modules.get("rayfn._client.ray")  # not imported: not a Ray client
-    if ray_client is not None and isinstance(client, ray_client.RayClient):
-        settings: Settings = client.settings
-        return settings
-    return None
-
+    return client.call(RegistryApi.stop_app, name)

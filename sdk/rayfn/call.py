@@ -10,10 +10,11 @@ from typing import Any, Generic, TypeVar
 
 from rayfn import _accepts
 from rayfn._client import get_client
-from rayfn._ids import validate_call_id
-from rayfn._payload import Outcome, unwrap
 from rayfn.exception import InvalidError, OutputExpiredError
 from rayfn.exception import TimeoutError as RayfnTimeoutError
+from rayfn.protocol.ids import validate_call_id
+from rayfn.protocol.operations import RegistryApi
+from rayfn.protocol.payload import CallOutcome, unwrap
 from rayfn.schemas import CallStatus
 
 __all__ = ["FunctionCall"]
@@ -37,7 +38,7 @@ def check_timeout(timeout: float | None) -> float | None:
     return float(timeout)
 
 
-def result_of(outcome: Outcome) -> Any:
+def result_of(outcome: CallOutcome) -> Any:
     if outcome.expired:
         raise OutputExpiredError(f"the result of {outcome.call_id} has expired and was deleted")
     return unwrap(outcome)
@@ -99,7 +100,7 @@ class FunctionCall(Generic[R]):
         client = get_client()
         while True:
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-            outcome = client.get(self._object_id, remaining)
+            outcome = client.call(RegistryApi.get, self._object_id, remaining)
             if outcome.state.is_terminal():
                 value: R = result_of(outcome)
                 return value
@@ -110,18 +111,18 @@ class FunctionCall(Generic[R]):
 
     def status(self) -> CallStatus:
         """State, attempts, timestamps and error of the call."""
-        return get_client().status(self.object_id)
+        return get_client().call(RegistryApi.status, self.object_id)
 
     def logs(self) -> str:
         """What the call's attempts printed to stdout and stderr so far (see
         ``CallLogs``): a running attempt's output shows about a second after it is
         printed."""
-        return get_client().logs(self.object_id).logs
+        return get_client().call(RegistryApi.logs, self.object_id).logs
 
     def cancel(self, terminate_containers: bool = False) -> CallStatus:
         """Cancel the call: a queued call never runs, a running one is stopped and not
         retried. Cancelling a finished call changes nothing."""
-        return get_client().cancel(self.object_id)
+        return get_client().call(RegistryApi.cancel, self.object_id)
 
     @staticmethod
     def gather(*function_calls: FunctionCall[Any]) -> list[Any]:
@@ -162,7 +163,8 @@ def collect(
     ready: dict[int, Any] = {}
     next_index = 0
     while pending:
-        outcomes = client.get_many(list(itertools.islice(pending, POLL_WINDOW)), 10.0)
+        outcomes = client.call(RegistryApi.get_many,
+                               list(itertools.islice(pending, POLL_WINDOW)), 10.0)
         for outcome in outcomes:
             if not outcome.state.is_terminal():
                 continue

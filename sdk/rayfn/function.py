@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from rayfn import _accepts
 from rayfn._client import get_client
-from rayfn._ids import new_call_ids
-from rayfn._names import validate_name
-from rayfn._payload import check_arguments, check_input_size, dumps_args
 from rayfn._progress import progress_bar
 from rayfn.call import FunctionCall, collect
 from rayfn.exception import InvalidError
 from rayfn.options import FunctionOptions
+from rayfn.protocol.ids import new_call_ids
+from rayfn.protocol.names import validate_name
+from rayfn.protocol.operations import RegistryApi
+from rayfn.protocol.payload import check_arguments, check_input_size, dumps_args
 from rayfn.settings import get_settings
 
 if TYPE_CHECKING:
@@ -97,7 +98,7 @@ class Function(Generic[P, R]):
 
     def hydrate(self) -> Function[P, R]:
         """Check now that the function is deployed (raises ``NotFoundError`` if not)."""
-        get_client().function_info(self.app_name, self._name)
+        get_client().call(RegistryApi.function_info, self.app_name, self._name)
         return self
 
     # ---- calling -----------------------------------------------------------------

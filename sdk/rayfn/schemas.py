@@ -17,7 +17,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from rayfn._payload import ErrorInfo, Outcome
+from rayfn.protocol.payload import CallOutcome, ErrorInfo
 from rayfn.settings import get_settings
 from rayfn.states import CallState
 
@@ -259,6 +259,8 @@ class DeployRequest(BaseModel):
 class DeployResponse(BaseModel):
     app: str
     version: int
+    web_urls: dict[str, str] = Field(default_factory=dict)
+    """The URL of each web endpoint the deploy serves on Ray Serve, by function name."""
 
 
 class StopResponse(BaseModel):
@@ -295,7 +297,7 @@ class OutcomeModel(BaseModel):
 
 
     @classmethod
-    def of(cls, outcome: Outcome) -> OutcomeModel:
+    def of(cls, outcome: CallOutcome) -> OutcomeModel:
         error = outcome.error
         return cls(
             call_id=outcome.call_id,
@@ -307,9 +309,9 @@ class OutcomeModel(BaseModel):
             if error else None,
         )
 
-    def to_outcome(self) -> Outcome:
+    def to_outcome(self) -> CallOutcome:
         error = self.error
-        return Outcome(
+        return CallOutcome(
             call_id=self.call_id,
             state=self.state,
             expired=self.expired,

@@ -40,7 +40,8 @@ num_cpus            CPUs of the local Ray head that ``rayfn start`` launches
 server_host         address the REST server binds (loopback unless told otherwise).
 server_port         port of the REST server (8000).
 serve_port          port of ``rayfn serve`` for local web endpoints (8100).
-ray_serve_port      port of Ray Serve's proxy for deployed web endpoints (8200).
+ray_serve_port      port of Ray Serve's proxy for deployed web endpoints (8200); the
+                    registry's, as ``rayfn start`` set it: the registry starts Serve.
 server_url          when set, the SDK and CLI talk HTTP to this REST server instead of
                     joining the Ray cluster (e.g. ``http://127.0.0.1:8000``).
 token               bearer token for the REST server; empty means the token file that

@@ -11,8 +11,9 @@ import ray
 
 from rayfn.exception import InvalidError
 from rayfn.options import FunctionOptions
+from rayfn.protocol.records import FunctionRef
 from rayfn_service.executor import Code, execute_batch
-from rayfn_service.store import FunctionRecord, SqliteStore
+from rayfn_service.store import FunctionRecord, Store
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,10 @@ class RuntimeFunction:
     task: Any  # the executor with this function's Ray options
     batch_task: Any  # the same for several calls: not re-run by Ray (see dispatch)
     code: Code  # the pickled function, or a ref to it in Ray's store when it is large
+    ref: FunctionRef = dataclasses.field(init=False)  # made once: every task carries it
+
+    def __post_init__(self) -> None:
+        self.ref = FunctionRef(self.app, self.version, self.name)
 
 
 class Catalog:
@@ -41,7 +46,7 @@ class Catalog:
     refused with ``DeploymentError``, and everything else goes on working, so no row of
     the store can keep the registry from starting."""
 
-    def __init__(self, store: SqliteStore, system_retries: int) -> None:
+    def __init__(self, store: Store, system_retries: int) -> None:
         self._store = store
         self._system_retries = system_retries
         self._loaded: dict[tuple[str, int, str], RuntimeFunction] = {}

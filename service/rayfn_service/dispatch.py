@@ -9,7 +9,8 @@ owns every ObjectRef: a client that exits orphans nothing. The executor keeps ea
 attempt's timeout from its real start and reports it; an attempt that cannot be
 interrupted is force-cancelled here, and the calls that shared its task go back to the
 queue without using an attempt. A user error or timeout is retried per ``Retries``; a
-dead worker is re-run by Ray (``max_retries``) without using a user retry.
+dead worker is re-run by Ray (``max_retries``) without using a user retry. What becomes of
+a call when an attempt ends is decided in ``settlement.py``; this module carries it out.
 """
 
 from __future__ import annotations
@@ -28,20 +29,36 @@ from typing import Any
 import ray
 from ray.exceptions import TaskCancelledError
 
-from rayfn._payload import ErrorInfo, error_of
 from rayfn.exception import (
     DeploymentError,
     ExecutionError,
-    FunctionTimeoutError,
-    ResourcesUnavailableError,
     StoreError,
 )
+from rayfn.protocol.payload import ErrorInfo, error_of
+from rayfn.protocol.records import AttemptOutcome, RegistryAddress, TaskCall, TaskSpec
 from rayfn.states import CallState
 from rayfn_service.capacity import Capacity, shape_of
 from rayfn_service.catalog import Catalog, RuntimeFunction
-from rayfn_service.executor import TimedOutcome
 from rayfn_service.metrics import Metrics
-from rayfn_service.store import Claim, SqliteStore
+from rayfn_service.settlement import (
+    AttemptEnd,
+    CallSoFar,
+    Cancelled,
+    Decision,
+    Fail,
+    Lost,
+    Nothing,
+    Requeue,
+    Retry,
+    Returned,
+    Stranded,
+    Stuck,
+    Succeed,
+    Unrunnable,
+    attempt_log,
+    settle,
+)
+from rayfn_service.store import Claim, Store
 from rayfn_service.store.base import chunks
 from rayfn_service.store.group_commit import GroupCommit
 
@@ -98,26 +115,27 @@ class Attempt:
         """Stopped by the registry, whatever its task returns."""
         return self.cancelled or self.timed_out or self.unrunnable is not None
 
-
-# An attempt that returned a value: the value pickled, as JSON when it has that form, and
-# the attempt's output for the call's log.
-Succeeded = tuple[Attempt, bytes, str | None, str | None]
-
-
-def attempt_log(attempt: int, output: str) -> str | None:
-    """An attempt's output as it is added to its call's log: None when it printed nothing;
-    a heading when it is a retry, so each attempt's lines can be told apart."""
-    if not output:
+    @property
+    def stop(self) -> Cancelled | Unrunnable | Stuck | None:
+        """Why the registry stopped it, if it did. A cancel comes first (it wrote the
+        outcome), whatever else happened to the attempt."""
+        if self.cancelled:
+            return Cancelled()
+        if self.unrunnable is not None:
+            return Unrunnable(self.unrunnable)
+        if self.timed_out:
+            return Stuck()
         return None
-    if not output.endswith("\n"):
-        output += "\n"
-    return output if attempt == 1 else f"--- attempt {attempt} ---\n{output}"
+
+
+def call_so_far(claim: Claim, fn: RuntimeFunction) -> CallSoFar:
+    return CallSoFar(fn.ref, fn.options.timeout, fn.options.retries, claim.attempts)
 
 
 class Dispatcher:
     def __init__(
         self,
-        store: SqliteStore,
+        store: Store,
         commit: GroupCommit,
         catalog: Catalog,
         *,
@@ -125,7 +143,7 @@ class Dispatcher:
         retention_seconds: float,
         batch_seconds: float = 0.0,
         max_batch: int = 1,
-        registry_address: tuple[str, str],
+        registry_address: RegistryAddress,
         on_finished: Callable[[str], None],
         capacity: Callable[[], Capacity] = Capacity,
     ) -> None:
@@ -294,7 +312,9 @@ class Dispatcher:
                 continue
             reason = capacity.shortfall(shape_of(fn.options.ray_options()))
             if reason is not None:
-                self._spawn_task(self._settle_error(claim, unrunnable(fn, reason)))
+                now = time.monotonic()
+                decision = settle(Unrunnable(reason), call_so_far(claim, fn), now)
+                self._spawn_task(self._carry_out(claim, queue, decision, now))
                 continue
             if claim.id in self._alone:
                 parts.append((fn, [claim]))
@@ -319,13 +339,13 @@ class Dispatcher:
         # A task of several calls is not re-run by Ray when its worker dies: its calls go
         # back to the queue one to a task, so a call that kills its worker fails alone.
         task = fn.task if len(claims) == 1 else fn.batch_task
-        ref = task.remote((
-            fn.code,
-            (fn.app, fn.version, fn.name),
-            fn.options.timeout,
-            self._registry_address,
-            report_node,  # on one node, where it runs needs no report
-            tuple((claim.id, claim.attempts, claim.args) for claim in claims),
+        ref = task.remote(TaskSpec(
+            code=fn.code,
+            function=fn.ref,
+            timeout=fn.options.timeout,
+            registry=self._registry_address,
+            report_node=report_node,  # on one node, where it runs needs no report
+            calls=tuple(TaskCall(claim.id, claim.attempts, claim.args) for claim in claims),
         ))
         batch = Batch(queue=queue, function=fn, ref=ref, submitted_at=time.monotonic())
         if len(claims) == 1:
@@ -380,7 +400,7 @@ class Dispatcher:
         with self._ended_lock:
             ended, self._ended = self._ended, []
         now = time.monotonic()
-        succeeded: list[Succeeded] = []
+        succeeded: list[tuple[Claim, Succeed]] = []
         for batch, future in ended:
             queue = batch.queue
             queue.running -= 1
@@ -392,103 +412,81 @@ class Dispatcher:
                     del self.inflight[attempt.claim.id]
             error = future.exception()
             if error is None:
-                self._settle_outcomes(batch, future.result(), succeeded)
+                ends = self._returned(batch, future.result())
             else:
-                self._settle_task_error(batch, error)
+                ends = self._task_failed(batch, error)
+            self._settle(batch, ends, now, succeeded)
         if succeeded:
             self._spawn_task(self._finish_succeeded(succeeded))
 
-    def _settle_outcomes(
-        self, batch: Batch, outcomes: list[TimedOutcome],
-        succeeded: list[Succeeded],
-    ) -> None:
+    def _returned(self, batch: Batch, outcomes: list[AttemptOutcome]) -> list[AttemptEnd]:
         """The task returned: each call's outcome, unless the registry stopped the call."""
         queue = batch.queue
-        seconds = sum(outcome[2] for outcome in outcomes) / len(outcomes)
+        seconds = sum(outcome.seconds for outcome in outcomes) / len(outcomes)
         queue.call_seconds = seconds if queue.call_seconds is None \
             else 0.7 * queue.call_seconds + 0.3 * seconds
-        for attempt, (kind, payload, _, output) in zip(batch.attempts, outcomes, strict=True):
-            if attempt.stopped:
-                self._spawn_task(self._settle_stopped(attempt))
-                continue
-            logs = attempt_log(attempt.claim.attempts, output)
-            if kind == "ok":
-                succeeded.append((attempt, *payload, logs))
-            else:
-                self._spawn_task(self._settle_outcome(attempt, kind, payload, logs))
+        ends: list[AttemptEnd] = []
+        for attempt, outcome in zip(batch.attempts, outcomes, strict=True):
+            stop = attempt.stop
+            ends.append(Returned(outcome) if stop is None else stop)
+        return ends
 
-    def _settle_task_error(self, batch: Batch, error: BaseException) -> None:
-        """The task failed: the registry stopped it, or its worker died."""
-        # When the registry stopped the task for one of its calls, the others go back to
-        # the queue, their attempt uncounted. When the worker of a task of several calls
-        # died, they go back to run one to a task: then only the call that kills its
-        # worker fails. (A call cancelled meanwhile is no longer running: the requeue
-        # leaves it as it is.)
+    def _task_failed(self, batch: Batch, error: BaseException) -> list[AttemptEnd]:
+        """The task failed: the registry stopped it (for one of its calls, or Ray cancelled
+        it), or its worker died."""
         stopped = isinstance(error, TaskCancelledError) or any(a.stopped for a in batch.attempts)
-        stranded: list[Claim] = []
+        shared = len(batch.attempts) > 1
+        ends: list[AttemptEnd] = []
         for attempt in batch.attempts:
-            if attempt.stopped:
-                self._spawn_task(self._settle_stopped(attempt))
-            elif stopped:
-                stranded.append(attempt.claim)
-            elif len(batch.attempts) > 1:
-                self._alone.add(attempt.claim.id)
-                stranded.append(attempt.claim)
+            stop = attempt.stop
+            if stop is not None:
+                ends.append(stop)
             else:
-                self._spawn_task(self._settle_lost(attempt, error))
-        if stranded:
-            self._spawn_task(self._requeue(batch.queue, stranded))
+                ends.append(Stranded() if stopped else Lost(error, shared))
+        return ends
 
-    async def _settle_stopped(self, attempt: Attempt) -> None:
-        """Settle an attempt the registry stopped: its outcome is the reason it stopped."""
-        if attempt.cancelled:
-            return  # cancel() wrote the outcome
-        if attempt.unrunnable is not None:
-            await self._settle_error(attempt.claim,
-                                     unrunnable(attempt.function, attempt.unrunnable))
-            return
-        timeout = attempt.function.options.timeout
-        await self._settle_failure(attempt, CallState.TIMED_OUT, error_of(
-            FunctionTimeoutError,
-            f"{attempt.function.name} timed out after {timeout:g} s and did not stop; "
-            f"its worker was killed (attempt {attempt.claim.attempts})",
-        ))
-
-    async def _settle_lost(self, attempt: Attempt, error: BaseException) -> None:
-        """The worker process or node died more times than Ray retries it."""
-        await self._settle_error(attempt.claim, error_of(
-            ExecutionError,
-            f"{attempt.function.name} could not run: {type(error).__name__}: "
-            f"{str(error).splitlines()[0] if str(error) else ''}",
-        ))
-
-    async def _settle_outcome(
-        self, attempt: Attempt, kind: str, payload: ErrorInfo, logs: str | None
+    def _settle(
+        self, batch: Batch, ends: list[AttemptEnd], now: float,
+        succeeded: list[tuple[Claim, Succeed]],
     ) -> None:
-        """Settle a call whose function did not return a value."""
-        if kind == "timeout":
-            await self._settle_failure(attempt, CallState.TIMED_OUT, payload, logs)
-        elif kind == "invalid":  # arguments the function cannot take: a retry cannot help
-            await self._settle_error(attempt.claim, payload, logs)
-        else:
-            await self._settle_failure(attempt, CallState.FAILED, payload, logs)
+        """Decide each call of an ended task and carry the decisions out: successes and
+        requeues are written together (one store write for many calls)."""
+        requeued: list[Claim] = []
+        for attempt, end in zip(batch.attempts, ends, strict=True):
+            claim = attempt.claim
+            decision = settle(end, call_so_far(claim, batch.function), now)
+            if isinstance(decision, Succeed):
+                succeeded.append((claim, decision))
+            elif isinstance(decision, Requeue):
+                # A call cancelled meanwhile is no longer running: the requeue leaves it.
+                if decision.alone:
+                    self._alone.add(claim.id)
+                requeued.append(claim)
+            elif not isinstance(decision, Nothing):
+                self._spawn_task(self._carry_out(claim, batch.queue, decision, now))
+        if requeued:
+            self._spawn_task(self._requeue(batch.queue, requeued))
 
-    async def _settle_failure(
-        self, attempt: Attempt, state: CallState, error: ErrorInfo, logs: str | None = None
+    async def _carry_out(
+        self, claim: Claim, queue: FunctionQueue, decision: Decision, now: float
     ) -> None:
-        retries = attempt.function.options.retries
-        done = attempt.claim.attempts
-        if retries is None or done > retries.max_retries:
-            await self._finish(attempt.claim, state, error=error, logs=logs)
-            return
-        marked = await self._commit.run(
-            lambda: self._store.mark_retrying(attempt.claim.id, logs), durable=False
-        )
-        if not marked:
-            return  # cancelled meanwhile
-        delay = retries.delay(done)
-        loop = asyncio.get_running_loop()
-        loop.call_later(delay, self._retry_ready, attempt.queue, attempt.claim.id)
+        """Carry out one call's decision; ``now``: the time the policy was given."""
+        if isinstance(decision, Fail):
+            await self._finish(claim, decision.state, error=decision.error, logs=decision.logs)
+        elif isinstance(decision, Retry):
+            logs = decision.logs
+            marked = await self._commit.run(
+                lambda: self._store.mark_retrying(claim.id, logs), durable=False
+            )
+            if not marked:
+                return  # cancelled meanwhile
+            self._loop.call_later(decision.ready_at - now, self._retry_ready, queue, claim.id)
+        elif isinstance(decision, Succeed):
+            await self._finish_succeeded([(claim, decision)])
+        elif isinstance(decision, Requeue):
+            if decision.alone:
+                self._alone.add(claim.id)
+            await self._requeue(queue, [claim])
 
     def _retry_ready(self, queue: FunctionQueue, call_id: str) -> None:
         queue.retry_ready.append(call_id)
@@ -499,20 +497,18 @@ class Dispatcher:
     ) -> None:
         await self._finish(claim, CallState.FAILED, error=error, logs=logs)
 
-    async def _finish_succeeded(self, succeeded: list[Succeeded]) -> None:
+    async def _finish_succeeded(self, succeeded: list[tuple[Claim, Succeed]]) -> None:
         now = time.time()
         write = functools.partial(
             self._store.finish_succeeded,
-            [(attempt.claim.id, result, as_json, logs)
-             for attempt, result, as_json, logs in succeeded],
+            [(claim.id, done.result, done.result_json, done.logs) for claim, done in succeeded],
             now=now,
             expires_at=now + self._retention,
         )
         await self._write_outcome(write, len(succeeded))
-        for attempt, *_ in succeeded:
-            self.metrics.outcome(attempt.claim.app, attempt.claim.function,
-                                 CallState.SUCCEEDED.value)
-            self._on_finished(attempt.claim.id)
+        for claim, _ in succeeded:
+            self.metrics.outcome(claim.app, claim.function, CallState.SUCCEEDED.value)
+            self._on_finished(claim.id)
 
     async def _write_outcome(self, write: Callable[[], Any], calls: int) -> None:
         delay = 0.5
@@ -583,8 +579,3 @@ class Dispatcher:
         attempt.cancelled = True
         attempt.batch.stop()
         return True
-
-
-def unrunnable(fn: RuntimeFunction, reason: str) -> ErrorInfo:
-    return error_of(ResourcesUnavailableError,
-                    f"{fn.app}.{fn.name} can never run on this cluster: {reason}")

@@ -1,9 +1,8 @@
 """The Ray task that runs attempts of a user function: one, or several short ones in turn.
 
-For each call it returns plain data the registry can read without the user's modules:
-``("ok", result_bytes)``, ``("error", ErrorInfo)`` or ``("timeout", ErrorInfo)``. Every
-user exception is caught here, so a Ray-level failure of this task means the worker
-process or its node died.
+For each call it returns an ``AttemptOutcome``: plain data the registry can read without
+the user's modules. Every user exception is caught here, so a Ray-level failure of this
+task means the worker process or its node died.
 
 Each attempt's timeout is kept here, from the moment the call really starts (a task may
 wait in Ray's queue for resources first, and a call for the calls before it): SIGALRM
@@ -19,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import signal
 import threading
 import time
@@ -28,9 +28,16 @@ from typing import Any
 import cloudpickle
 import ray
 
-from rayfn import _accepts
-from rayfn._client import set_in_cluster_namespace
-from rayfn._payload import (
+from rayfn.exception import (
+    ExecutionError,
+    FunctionTimeoutError,
+    InvalidError,
+    SerializationError,
+)
+from rayfn.protocol.actor import RegistryActor
+from rayfn.protocol.operations import RegistryApi
+from rayfn.protocol.payload import (
+    ErrorInfo,
     check_arguments,
     encode_exception,
     encode_json,
@@ -38,24 +45,27 @@ from rayfn._payload import (
     error_of,
     loads_args,
 )
-from rayfn.exception import (
-    ExecutionError,
-    FunctionTimeoutError,
-    InvalidError,
-    SerializationError,
+from rayfn.protocol.records import (
+    AttemptOutcome,
+    FunctionRef,
+    OutcomeKind,
+    RegistryAddress,
+    TaskCall,
+    TaskSpec,
 )
+from rayfn.runtime import enter_cluster, flush_spawns
 from rayfn_service import children
 from rayfn_service.call_output import CallLog, captured
 
-FunctionKey = tuple[str, int, str]
-Outcome = tuple[str, Any]
-# The pickled function itself, or (when large) a one-element list holding its ObjectRef:
-# a list, so Ray passes the ref as a handle instead of resolving it for every task.
+# TaskSpec.code: the pickled function itself, or (when large) a one-element list holding
+# its ObjectRef.
 Code = bytes | list[ray.ObjectRef[Any]]
+# How an attempt ended, made into its AttemptOutcome once its seconds and output are known.
+MakeOutcome = Callable[[float, str], AttemptOutcome]
 
 # A worker keeps the functions it ran, so a deployment's code is fetched once per worker.
 _CACHE_SIZE = 64
-_functions: collections.OrderedDict[FunctionKey, Callable[..., Any]] = collections.OrderedDict()
+_functions: collections.OrderedDict[FunctionRef, Callable[..., Any]] = collections.OrderedDict()
 
 # How long past its deadline an attempt may stay uninterrupted before the watchdog asks
 # the registry to kill its worker.
@@ -75,7 +85,7 @@ def _on_alarm(signum: int, frame: object) -> None:
 
 @dataclasses.dataclass
 class _Running:
-    registry: tuple[str, str]
+    registry: RegistryAddress
     call_id: str
     attempt: int
     deadline: float
@@ -117,8 +127,8 @@ class _Watchdog:
                     self._current = None
             try:  # the registry may be restarting: it re-queues running calls on start
                 if stuck:
-                    _registry(current.registry).attempt_stuck.remote(current.call_id,
-                                                                     current.attempt)
+                    _registry(current.registry).submit(RegistryApi.attempt_stuck,
+                                                       current.call_id, current.attempt)
                 else:
                     _send_output(current)
             except Exception:
@@ -130,34 +140,36 @@ def _send_output(running: _Running) -> None:
     if log is None or log.writes == running.writes_sent:
         return
     running.writes_sent = log.writes
-    _registry(running.registry).attempt_output.remote(running.call_id, running.attempt,
-                                                      log.text())
+    _registry(running.registry).submit(RegistryApi.attempt_output, running.call_id,
+                                       running.attempt, log.text())
 
 
 _watchdog = _Watchdog()
 
-# The registry's handle, looked up once per worker. A worker serves one Ray job, and a
-# registry restart keeps its actor ID, so the handle stays valid for the worker's life.
-_registries: dict[tuple[str, str], Any] = {}
+# The registry, looked up once per worker (dropped after a failed report). A worker serves
+# one Ray job, and a registry restart keeps its actor ID, so the handle stays valid for
+# the worker's life. Reports are sent, never awaited: retry_seconds is not used.
+_registries: dict[RegistryAddress, RegistryActor] = {}
 
 
-def _registry(address: tuple[str, str]) -> Any:
-    handle = _registries.get(address)
-    if handle is None:
-        handle = _registries[address] = ray.get_actor(address[1], namespace=address[0])
-    return handle
+def _registry(address: RegistryAddress) -> RegistryActor:
+    actor = _registries.get(address)
+    if actor is None:
+        actor = _registries[address] = RegistryActor(address.namespace, retry_seconds=0.0,
+                                                     name=address.name)
+    return actor
 
 
-def _report_start(registry: tuple[str, str], call_id: str, attempt: int) -> None:
+def _report_start(registry: RegistryAddress, call_id: str, attempt: int) -> None:
     """Tell the registry which node runs this attempt (for ``rayfn status``); best effort."""
     try:
-        _registry(registry).attempt_started.remote(call_id, attempt,
-                                                   ray.get_runtime_context().get_node_id())
+        _registry(registry).submit(RegistryApi.attempt_started, call_id, attempt,
+                                   ray.get_runtime_context().get_node_id())
     except Exception:  # the registry may be restarting; the node is then shown as unknown
         _registries.pop(registry, None)
 
 
-def _load(key: FunctionKey, code: Code) -> Callable[..., Any]:
+def _load(key: FunctionRef, code: Code) -> Callable[..., Any]:
     fn = _functions.get(key)
     if fn is None:
         fn = cloudpickle.loads(code if isinstance(code, bytes) else ray.get(code[0]))
@@ -189,9 +201,13 @@ def _arguments(fn: Callable[..., Any], name: str, args: bytes) -> tuple[Any, Any
     return positional, keywords
 
 
+def _ended(kind: OutcomeKind, error: ErrorInfo) -> MakeOutcome:
+    return functools.partial(AttemptOutcome, kind, error=error)
+
+
 def _run_with_deadline(
     fn: Callable[..., Any], name: str, args: bytes, timeout: float
-) -> Outcome:
+) -> MakeOutcome:
     positional, keywords = _arguments(fn, name, args)
     in_main_thread = threading.current_thread() is threading.main_thread()
     if in_main_thread:
@@ -202,71 +218,50 @@ def _run_with_deadline(
     finally:
         if in_main_thread:
             signal.setitimer(signal.ITIMER_REAL, 0)
-    return ("ok", (encode_result(value), encode_json(value)))
+    return functools.partial(AttemptOutcome, OutcomeKind.SUCCEEDED,
+                             result=encode_result(value), result_json=encode_json(value))
 
 
-def execute(
-    code: Code,
-    key: FunctionKey,
-    call_id: str,
-    attempt: int,
-    args: bytes,
-    timeout: float,
-    registry: tuple[str, str],
-    report_node: bool = True,
-    log: CallLog | None = None,
-) -> Outcome:
-    """Run one attempt. ``report_node``: tell the registry where it runs (a message per
-    attempt, so the dispatcher asks only when the cluster has more than one node).
-    ``log``: the attempt's output so far, sent to the registry while it runs."""
+def execute(task: TaskSpec, call: TaskCall, log: CallLog | None = None) -> MakeOutcome:
+    """Run one attempt of one of the task's calls. ``log``: the attempt's output so far,
+    sent to the registry while it runs."""
     started = time.time()
-    set_in_cluster_namespace(registry[0])  # spawns from inside go to the same registry
-    if report_node:
-        _report_start(registry, call_id, attempt)
+    registry, name, timeout = task.registry, task.function.name, task.timeout
+    enter_cluster(registry.namespace)  # spawns from inside go to the same registry
+    if task.report_node:  # a message per attempt: asked for on clusters of several nodes
+        _report_start(registry, call.call_id, call.attempt)
     try:
-        fn = _load(key, code)
+        fn = _load(task.function, task.code)
     except Exception as exc:
-        return ("error", error_of(ExecutionError, f"cannot load function {key[2]!r}: {exc!r}"))
-    _watchdog.watch(_Running(registry, call_id, attempt, started + timeout, log))
+        return _ended(OutcomeKind.FAILED,
+                      error_of(ExecutionError, f"cannot load function {name!r}: {exc!r}"))
+    _watchdog.watch(_Running(registry, call.call_id, call.attempt, started + timeout, log))
     before = children.started()
     try:
-        return _run_with_deadline(fn, key[2], args, timeout)
+        return _run_with_deadline(fn, name, call.args, timeout)
     except _InvalidCall as invalid:
-        return ("invalid", error_of(type(invalid.error), str(invalid.error)))
+        return _ended(OutcomeKind.INVALID, error_of(type(invalid.error), str(invalid.error)))
     except AttemptTimeout:
-        return ("timeout", error_of(
+        return _ended(OutcomeKind.TIMED_OUT, error_of(
             FunctionTimeoutError,
-            f"{key[2]} timed out after {timeout:g} s (attempt {attempt})",
+            f"{name} timed out after {timeout:g} s (attempt {call.attempt})",
         ))
     except (Exception, SystemExit) as exc:
-        return ("error", encode_exception(exc))
+        return _ended(OutcomeKind.FAILED, encode_exception(exc))
     finally:
         _watchdog.clear()
         children.end_new(before)
-        _accepts.flush()  # calls the function spawned are committed before it counts as done
+        flush_spawns()  # calls the function spawned are committed before it counts as done
 
 
-# One Ray task: the function, its timeout, where the registry is, whether to report the
-# node, and the calls to run in turn, each as (call ID, attempt number, pickled arguments).
-Call = tuple[str, int, bytes]
-TaskArgs = tuple[Code, FunctionKey, float, tuple[str, str], bool, tuple[Call, ...]]
-# Each call's outcome, with the seconds it took in this worker and what it printed.
-TimedOutcome = tuple[str, Any, float, str]
-
-
-def execute_batch(task: TaskArgs) -> list[TimedOutcome]:
+def execute_batch(task: TaskSpec) -> list[AttemptOutcome]:
     """Run one or more calls of a function in turn, each with its own deadline, outcome,
     output and cleanup. The registry groups a short function's queued calls so that Ray's
-    cost per task is shared by many calls; a call's time here tells it how many to group.
-
-    The arguments come as one tuple: Ray prepares each task argument on its own, and one
-    argument instead of six makes a submit several times cheaper."""
-    code, key, timeout, registry, report_node, calls = task
-    outcomes: list[TimedOutcome] = []
-    for call_id, attempt, args in calls:
+    cost per task is shared by many calls; a call's time here tells it how many to group."""
+    outcomes: list[AttemptOutcome] = []
+    for call in task.calls:
         started = time.perf_counter()
         with captured() as output:
-            kind, payload = execute(code, key, call_id, attempt, args, timeout, registry,
-                                    report_node, output)
-        outcomes.append((kind, payload, time.perf_counter() - started, output.text()))
+            ended = execute(task, call, output)
+        outcomes.append(ended(time.perf_counter() - started, output.text()))
     return outcomes

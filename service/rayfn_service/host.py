@@ -25,16 +25,17 @@ from typing import Any
 
 import ray
 
+from rayfn.protocol.actor import RegistryActor
+from rayfn.protocol.operations import RegistryApi
 from rayfn.settings import Settings, get_settings
 from rayfn_service.launch import (
     REGISTRY_START_TIMEOUT,
-    HeadInfo,
     connect_driver,
     ensure_registry,
-    head_alive,
     host_file,
 )
 from rayfn_service.names import REGISTRY_ACTOR
+from rayfn_service.ray_head import HeadInfo, head_alive
 
 logger = logging.getLogger("rayfn.host")
 
@@ -65,7 +66,9 @@ def own_registry(settings: Settings, job: str) -> Any:
     except ValueError:
         existing = None
     if existing is not None:
-        owner = ray.get(existing.ping.remote(), timeout=REGISTRY_START_TIMEOUT).get("job_id")
+        registry = RegistryActor(settings.namespace, retry_seconds=0)
+        owner = registry.result(registry.submit(RegistryApi.ping),
+                                timeout=REGISTRY_START_TIMEOUT)["job_id"]
         if owner is not None and owner != job and not job_alive(owner):
             logger.warning("restarting the registry: the job that started it (%s) has ended, "
                            "so its workers would not be kept between calls", owner)

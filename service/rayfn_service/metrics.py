@@ -9,6 +9,8 @@ from __future__ import annotations
 import bisect
 import dataclasses
 
+from rayfn.protocol.records import MetricsSnapshot
+
 # Seconds; attempt durations from submission to Ray until the outcome is known.
 BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
                               60, 300, 1800)
@@ -22,13 +24,6 @@ class Histogram:
     def observe(self, seconds: float) -> None:
         self.counts[bisect.bisect_left(BUCKETS, seconds)] += 1
         self.total += seconds
-
-
-@dataclasses.dataclass(frozen=True)
-class MetricsSnapshot:
-    outcomes: dict[tuple[str, str, str], int]
-    durations: dict[tuple[str, str], tuple[list[int], float]]
-    accepted: dict[tuple[str, str], int]
 
 
 class Metrics:

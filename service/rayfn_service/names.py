@@ -1,4 +1,7 @@
 """Names rayfn gives things inside Ray, in one place."""
 
-REGISTRY_ACTOR = "rayfn-registry"
+from rayfn.protocol.names import REGISTRY_ACTOR
+
+__all__ = ["HEAD_NODE_RESOURCE", "REGISTRY_ACTOR"]
+
 HEAD_NODE_RESOURCE = "node:__internal_head__"

@@ -19,9 +19,6 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import ray
 
-from rayfn._ids import validate_call_id
-from rayfn._names import validate_name
-from rayfn._payload import Outcome, check_input_size
 from rayfn.exception import (
     DeploymentError,
     InvalidError,
@@ -29,18 +26,28 @@ from rayfn.exception import (
     ResourcesUnavailableError,
     StoreError,
 )
+from rayfn.protocol.ids import validate_call_id
+from rayfn.protocol.names import REGISTRY_ACTOR, validate_name
+from rayfn.protocol.operations import Idempotency, RegistryApi
+from rayfn.protocol.payload import CallOutcome, check_input_size
+from rayfn.protocol.records import (
+    CallQuery,
+    DeployedFunction,
+    DeployResult,
+    MetricsSnapshot,
+    RegistryAddress,
+    RegistryInfo,
+)
 from rayfn.schemas import AppInfo, CallLogs, CallStatus, FunctionInfo, FunctionStats
 from rayfn.settings import Settings
-from rayfn.states import CallState
+from rayfn_service import web
 from rayfn_service.capacity import CapacityMonitor, shape_of
 from rayfn_service.catalog import Catalog, RuntimeFunction, checked
 from rayfn_service.dispatch import Dispatcher
-from rayfn_service.metrics import MetricsSnapshot
-from rayfn_service.names import REGISTRY_ACTOR
-from rayfn_service.store import CallRecord, FunctionRecord, SqliteStore
-from rayfn_service.store.base import NewCall
+from rayfn_service.store import CallRecord, FunctionRecord, NewCall, Store, open_store
 from rayfn_service.store.group_commit import GroupCommit
 from rayfn_service.views import outcome_of, status_of
+from rayfn_service.web import has_web_endpoint
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +59,7 @@ ANY_LINGER_SECONDS = 0.05
 # Waits parked at once: the rest of the actor's max_concurrency (10,000, launch.py) stays
 # free for spawns, pings and workers' reports. A wait beyond it answers at once.
 MAX_PARKED_WAITS = 9_000
-DeployedFunction = tuple[str, str, bytes, str]  # name, options JSON, code, runtime_env JSON
+MAX_LISTED_CALLS = 1000
 
 
 @dataclasses.dataclass
@@ -114,7 +121,7 @@ class Registry:
             self._reopener = asyncio.get_running_loop().create_task(self._open_when_possible())
 
     async def _open_store(self) -> None:
-        store = SqliteStore(self._settings.store_path)
+        store: Store = open_store(self._settings.store_path)
         commit = GroupCommit(store)
         try:
             requeued = await commit.run(store.recover)
@@ -132,7 +139,7 @@ class Registry:
             retention_seconds=self._settings.retention_seconds,
             batch_seconds=self._settings.batch_seconds,
             max_batch=self._settings.max_batch,
-            registry_address=(self._settings.namespace, REGISTRY_ACTOR),
+            registry_address=RegistryAddress(self._settings.namespace, REGISTRY_ACTOR),
             on_finished=self._wake,
             capacity=lambda: self._capacity.current,
         )
@@ -161,7 +168,7 @@ class Registry:
 
     # ---- health ------------------------------------------------------------------
 
-    async def ping(self) -> dict[str, Any]:
+    async def ping(self) -> RegistryInfo:
         self._pings += 1
         return {
             "started_at": self._started_at,
@@ -179,28 +186,36 @@ class Registry:
     @_needs_store
     async def deploy(
         self, app: str, functions: Sequence[DeployedFunction], ephemeral: bool = False
-    ) -> int:
+    ) -> DeployResult:
         validate_name("app", app)
         if not functions:
             raise InvalidError(f"app {app!r} has no functions to deploy")
-        names = [validate_name("function", name) for name, *_ in functions]
+        if not all(isinstance(f, DeployedFunction) for f in functions):
+            raise InvalidError("deploy takes DeployedFunction records")
+        names = [validate_name("function", f.name) for f in functions]
         if len(set(names)) < len(names):
             raise InvalidError(f"app {app!r} names a function twice")
         # Version 0 for the check; the real one is set in the write.
-        valid = [checked(FunctionRecord(app, 0, name, options, code, env))
-                 for name, options, code, env in functions]
+        valid = [checked(FunctionRecord(app, 0, f.name, f.options, f.code, f.runtime_env))
+                 for f in functions]
 
         def write() -> int:
             version = self._store.next_version(app)
             records = [dataclasses.replace(r, version=version) for r in valid]
             return self._store.deploy(app, records, ephemeral=ephemeral, now=time.time())
 
+        served_before = self._serves_endpoints(app)
         version = await self._commit.run(write)
         self._catalog.refresh_current()
         self._dispatcher.refresh_windows()
         self._request_min_containers()
         logger.info("deployed %s version %d (%d functions)", app, version, len(functions))
-        return version
+        endpoints = [f for f in functions if has_web_endpoint(f.options)]
+        urls: dict[str, str] = {}
+        if not ephemeral and (endpoints or served_before):
+            urls = await _in_worker(web.sync_task, app, endpoints, self._settings,
+                                    served_before)
+        return DeployResult(version, urls)
 
     @_needs_store
     async def stop_app(self, app: str) -> int:
@@ -213,9 +228,12 @@ class Registry:
                 return None
             return self._store.cancel_app_calls(app, now, expires)
 
+        served = self._serves_endpoints(app)
         result = await self._commit.run(write)
         if result is None:
             raise NotFoundError(f"no deployed app named {app!r}")
+        if served:
+            await _in_worker(web.remove_task, app, self._settings)
         cancelled, started = result
         self._dispatcher.cancel_all(started)
         # Wake whoever waits on a call that just ended (few waiters, however long the queue).
@@ -262,6 +280,16 @@ class Registry:
                                   or f"{app}.{name} version {version} is not in the store")
         return fn
 
+    def _serves_endpoints(self, app: str) -> bool:
+        """Whether the deployed version of ``app`` has web endpoints (which Serve runs);
+        True when it cannot be loaded, so that Serve is asked rather than left serving."""
+        for key_app, name in self._catalog.live_keys():
+            if key_app == app:
+                fn = self._catalog.current(key_app, name)
+                if fn is None or fn.options.web_endpoint is not None:
+                    return True
+        return False
+
     def _app_live(self, app: str) -> bool:
         record = self._store.get_app(app)
         return record is not None and record.state == "deployed"
@@ -274,7 +302,7 @@ class Registry:
         app: str,
         name: str,
         calls: Sequence[tuple[str, bytes]],
-        idempotency: tuple[str, str] | None = None,
+        idempotency: Idempotency | None = None,
     ) -> list[str]:
         """Accept calls (IDs chosen by the client); answer after they are committed.
 
@@ -331,7 +359,7 @@ class Registry:
         return record
 
     @_needs_store
-    async def get(self, call_id: str, timeout: float | None) -> Outcome:
+    async def get(self, call_id: str, timeout: float | None) -> CallOutcome:
         """The call's outcome; waits up to ``timeout`` (capped) while it is unfinished."""
         record = self._record(call_id)
         if not record.state.is_terminal() and (timeout is None or timeout > 0):
@@ -354,7 +382,7 @@ class Registry:
     @_needs_store
     async def get_many(
         self, call_ids: Sequence[str], timeout: float, include_pending: bool = False
-    ) -> list[Outcome]:
+    ) -> list[CallOutcome]:
         """The finished calls among ``call_ids``, waiting up to ``timeout`` for the first.
 
         With ``include_pending``, unfinished calls are listed too (state only). Without
@@ -408,27 +436,15 @@ class Registry:
         return status_of(self._record(call_id, status_only=True), time.time())
 
     @_needs_store
-    async def list_calls(
-        self,
-        app: str | None = None,
-        function: str | None = None,
-        state: str | None = None,
-        limit: int = 100,
-        before: str | None = None,
-    ) -> list[CallStatus]:
-        if before is not None:
-            validate_call_id(before)
-        try:
-            call_state = CallState(state) if state else None
-        except ValueError:
-            raise InvalidError(f"unknown state {state!r}") from None
-        if not 1 <= limit <= 1000:
-            raise InvalidError("limit must be between 1 and 1000")
+    async def list_calls(self, query: CallQuery) -> list[CallStatus]:
+        if not isinstance(query, CallQuery):
+            raise InvalidError("list_calls takes a CallQuery")
+        if query.before is not None:
+            validate_call_id(query.before)
+        if not 1 <= query.limit <= MAX_LISTED_CALLS:
+            raise InvalidError(f"limit must be between 1 and {MAX_LISTED_CALLS}")
         now = time.time()
-        records = self._store.list_calls(
-            app=app, function=function, state=call_state, limit=limit, before=before
-        )
-        return [status_of(r, now) for r in records]
+        return [status_of(r, now) for r in self._store.list_calls(query)]
 
     @_needs_store
     async def stats(self) -> list[FunctionStats]:
@@ -454,15 +470,15 @@ class Registry:
     async def metrics(self) -> tuple[MetricsSnapshot, list[FunctionStats]]:
         return self._dispatcher.metrics.snapshot(), await self.stats()
 
-    def attempt_started(self, call_id: str, attempt: int, node_id: str) -> None:
+    async def attempt_started(self, call_id: str, attempt: int, node_id: str) -> None:
         """Called by a worker as an attempt starts: where it runs."""
         self._dispatcher.attempt_started(call_id, attempt, node_id)
 
-    def attempt_output(self, call_id: str, attempt: int, text: str) -> None:
+    async def attempt_output(self, call_id: str, attempt: int, text: str) -> None:
         """Called by a worker while an attempt runs: what it printed so far."""
         self._dispatcher.attempt_output(call_id, attempt, text)
 
-    def attempt_stuck(self, call_id: str, attempt: int) -> None:
+    async def attempt_stuck(self, call_id: str, attempt: int) -> None:
         """Called by a worker whose attempt ignored its timeout (see executor)."""
         if self._store_problem is None:
             self._dispatcher.attempt_stuck(call_id, attempt)
@@ -565,5 +581,25 @@ class Registry:
             logger.debug("request_resources unavailable", exc_info=True)
 
 
+async def _in_worker(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run ``fn`` as a Ray task and await it (off the registry's process: Ray Serve's
+    work), raising what it raised."""
+    task = ray.remote(num_cpus=0, max_retries=0)(fn)
+    try:
+        answer: R = await task.remote(*args, **kwargs)
+    except ray.exceptions.RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, Exception):
+            raise cause from None
+        raise
+    return answer
+
+
 def settings_for_registry(settings: Settings) -> str:
     return json.dumps(json.loads(settings.model_dump_json()))
+
+
+def _implements(registry: Registry) -> RegistryApi:
+    """Never called: mypy checks here that the actor offers every operation of the
+    contract, with the declared arguments and results."""
+    return registry

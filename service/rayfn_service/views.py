@@ -6,7 +6,7 @@ store itself (see ``store/reader.py``).
 
 from __future__ import annotations
 
-from rayfn._payload import Outcome
+from rayfn.protocol.payload import CallOutcome
 from rayfn.schemas import CallStatus
 from rayfn_service.store import CallRecord
 
@@ -34,10 +34,10 @@ def status_of(record: CallRecord, now: float) -> CallStatus:
     )
 
 
-def outcome_of(record: CallRecord, now: float) -> Outcome:
+def outcome_of(record: CallRecord, now: float) -> CallOutcome:
     if is_expired(record, now):
-        return Outcome(call_id=record.id, state=record.state, expired=True)
-    return Outcome(
+        return CallOutcome(call_id=record.id, state=record.state, expired=True)
+    return CallOutcome(
         call_id=record.id,
         state=record.state,
         result=record.result,

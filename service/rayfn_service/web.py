@@ -1,8 +1,10 @@
 """Deployed web endpoints, run by Ray Serve.
 
-``rayfn deploy`` (``App.deploy``) calls :func:`sync_endpoints` from the deploying process
-(a Ray driver) after the registry has the new version; ``rayfn app stop`` (``App.stop``)
-calls :func:`remove_endpoints`. The registry actor never touches Serve.
+When an app is deployed (``rayfn deploy``, ``App.deploy``, ``POST /v1/apps/{app}``), the
+registry commits the new version, then runs :func:`sync_task` as a Ray task of its own
+to make Serve match it; stopping the app runs :func:`remove_task`. The registry actor
+itself never imports Serve (slow to import) nor unpickles an endpoint's code: the task
+does, in a worker.
 
 Each endpoint is one Serve application named ``rayfn:<namespace>:<app>:<function>``
 whose ingress deployment loads the ``@asgi_app()`` function (running the user's file
@@ -15,20 +17,32 @@ registry of the deploying namespace.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping
 from typing import Any
 
+import cloudpickle
 import ray
 
-from rayfn._client import set_in_cluster_namespace
 from rayfn.exception import ExecutionError
-from rayfn.function import Function
 from rayfn.options import FunctionOptions
+from rayfn.protocol.records import DeployedFunction
+from rayfn.runtime import enter_cluster
 from rayfn.settings import Settings
 from rayfn.web import EndpointCode, build_asgi_app, endpoint_routes
 
-__all__ = ["sync_endpoints", "deploy_endpoints", "remove_endpoints", "deployed_endpoints"]
+__all__ = [
+    "ServedEndpoint",
+    "deploy_endpoints",
+    "deployed_endpoints",
+    "has_web_endpoint",
+    "remove_endpoints",
+    "remove_task",
+    "sync_endpoints",
+    "sync_task",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +61,52 @@ class WebEndpointReplica:
     """One replica of a deployed web endpoint (made a Serve ingress in ``_deployment``)."""
 
     def __init__(self, code: EndpointCode, namespace: str) -> None:
-        set_in_cluster_namespace(namespace)  # rayfn calls go to the deploying registry
+        enter_cluster(namespace)  # rayfn calls go to the deploying registry
         self._code = code
         self._factory = code.load()
 
     def __serve_build_asgi_app__(self) -> Any:
         return build_asgi_app(self._factory, self._code.function)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServedEndpoint:
+    """A web endpoint as Serve runs it: its options and how a replica loads its code."""
+
+    options: FunctionOptions
+    code: EndpointCode
+
+
+def has_web_endpoint(options_json: str) -> bool:
+    """Whether a deployed function's options (JSON) mark it a web endpoint."""
+    return bool(json.loads(options_json).get("web_endpoint"))
+
+
+def sync_task(
+    app: str, functions: list[DeployedFunction], settings: Settings, had_endpoints: bool
+) -> dict[str, str]:
+    """The Ray task the registry runs after a deploy: :func:`sync_endpoints` for the
+    app's functions, whose endpoints' code is an :class:`EndpointCode` pickled by the SDK."""
+    endpoints = {
+        f.name: ServedEndpoint(FunctionOptions.from_dict(json.loads(f.options)),
+                               _endpoint_code(f))
+        for f in functions if has_web_endpoint(f.options)
+    }
+    runtime_env = json.loads(functions[0].runtime_env) if functions else {}
+    return sync_endpoints(app, endpoints, runtime_env, settings, had_endpoints=had_endpoints)
+
+
+def _endpoint_code(function: DeployedFunction) -> EndpointCode:
+    code = cloudpickle.loads(function.code)
+    if not isinstance(code, EndpointCode):
+        raise ExecutionError(f"web endpoint {function.name!r} was deployed without its "
+                             "endpoint code; deploy it with rayfn's SDK")
+    return code
+
+
+def remove_task(app: str, settings: Settings) -> list[str]:
+    """The Ray task the registry runs when an app stops: :func:`remove_endpoints`."""
+    return remove_endpoints(app, settings)
 
 
 def _prefix(app: str, settings: Settings) -> str:
@@ -86,20 +140,20 @@ def deployed_endpoints(app: str, settings: Settings) -> list[str]:
 
 def sync_endpoints(
     app: str,
-    functions: Sequence[Function[..., Any]],
+    endpoints: Mapping[str, ServedEndpoint],
     runtime_env: dict[str, Any],
     settings: Settings,
     *,
     had_endpoints: bool = True,
 ) -> dict[str, str]:
-    """Make Ray Serve run exactly the web endpoints among ``functions`` for ``app``: start
-    or update them, remove those the app no longer has. Returns each endpoint's URL, by
+    """Make Ray Serve run exactly ``endpoints`` (by function name) for ``app``: start or
+    update them, remove those the app no longer has. Returns each endpoint's URL, by
     function name.
 
     ``had_endpoints=False`` (the version being replaced had none) spares an app without
     endpoints any work with Serve, which is slow to import.
     """
-    urls = deploy_endpoints(app, functions, runtime_env, settings)
+    urls = deploy_endpoints(app, endpoints, runtime_env, settings)
     if urls or had_endpoints:
         stale = [name for name in deployed_endpoints(app, settings) if name not in urls]
         _delete(app, stale, settings)
@@ -108,14 +162,12 @@ def sync_endpoints(
 
 def deploy_endpoints(
     app: str,
-    functions: Sequence[Function[..., Any]],
+    endpoints: Mapping[str, ServedEndpoint],
     runtime_env: dict[str, Any],
     settings: Settings,
 ) -> dict[str, str]:
-    """Run the web endpoints among ``functions`` on Ray Serve (starting Serve if needed),
-    in ``runtime_env`` (the app's Image); wait until each serves, and return its URL by
-    function name."""
-    endpoints = {f.name: f for f in functions if f.options.web_endpoint is not None}
+    """Run ``endpoints`` on Ray Serve (starting Serve if needed), in ``runtime_env`` (the
+    app's Image); wait until each serves, and return its URL by function name."""
     if not endpoints:
         return {}
     from ray import serve
@@ -128,12 +180,12 @@ def deploy_endpoints(
     base_url = _base_url(settings)
     routes = endpoint_routes({name: f.options.web_endpoint for name, f in endpoints.items()})
     urls = {}
-    for name, function in sorted(endpoints.items()):
+    for name, endpoint in sorted(endpoints.items()):
         route_prefix = f"/{app}{routes[name]}"
-        deployment = _deployment(name, function.options, runtime_env)
+        deployment = _deployment(name, endpoint.options, runtime_env)
         try:
             serve.run(
-                deployment.bind(EndpointCode.of(function), settings.namespace),
+                deployment.bind(endpoint.code, settings.namespace),
                 name=serve_app_name(app, name, settings),
                 route_prefix=route_prefix,
                 blocking=False,

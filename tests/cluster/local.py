@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from rayfn_service.launch import head_processes, kill_head
+from rayfn_service.ray_head import head_processes, kill_head
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

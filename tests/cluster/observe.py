@@ -18,6 +18,7 @@ import ray
 
 import rayfn
 from rayfn._client import get_client
+from rayfn.protocol.operations import RegistryApi
 
 APP = "cluster-test"
 POLL_SECONDS = 0.5
@@ -26,7 +27,7 @@ POLL_SECONDS = 0.5
 def sample(function: str) -> dict[str, Any]:
     workers = [n["NodeID"] for n in ray.nodes()
                if n["Alive"] and "node:__internal_head__" not in n.get("Resources", {})]
-    stats = next((s for s in get_client().stats() if s.function == function), None)
+    stats = next((s for s in get_client().call(RegistryApi.stats) if s.function == function), None)
     return {
         "t": time.time(),
         "workers": workers,

@@ -26,7 +26,7 @@ import psutil
 import pytest
 
 from rayfn.settings import Settings
-from rayfn_service import launch
+from rayfn_service import launch, ray_head
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(400)]
 
@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 COMMAND_TIMEOUT = 240.0
 # Ports of the head that Ray cannot be made to bind on loopback. None, with the head
-# started in Ray's single-machine mode (see launch.LOOPBACK_RAY_ENV).
+# started in Ray's single-machine mode (see ray_head.LOOPBACK_RAY_ENV).
 NOT_LOOPBACK: frozenset[str] = frozenset()
 
 
@@ -241,7 +241,7 @@ def test_stop_does_not_kill_a_process_that_is_not_the_server(tmp_path: Path) -> 
     settings = Settings(state_dir=tmp_path / "state")
     settings.state_dir.mkdir()
     # An attached cluster that is gone: stop has only the server and host to end.
-    launch.HeadInfo(address=f"127.0.0.1:{_free_port()}", temp_dir=None,
+    ray_head.HeadInfo(address=f"127.0.0.1:{_free_port()}", temp_dir=None,
                     started_by_rayfn=False).save(settings)
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:

@@ -51,7 +51,7 @@ def rayfn_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
 @pytest.fixture
 def unique_app(request: pytest.FixtureRequest) -> str:
     """An app name no other test uses."""
-    from rayfn._ids import new_call_id
+    from rayfn.protocol.ids import new_call_id
 
     base = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name)[:30]
     return f"t-{base}-{new_call_id()[-6:]}"
@@ -128,8 +128,9 @@ def second_server(tmp_path: Path, registry_settings: dict[str, Any],
 
     from rayfn._client import reset
     from rayfn.settings import get_settings
-    from rayfn_service.launch import HeadInfo, ensure_registry
+    from rayfn_service.launch import ensure_registry
     from rayfn_service.names import REGISTRY_ACTOR
+    from rayfn_service.ray_head import HeadInfo
     from rayfn_service.server_process import ensure_token
 
     session = get_settings()

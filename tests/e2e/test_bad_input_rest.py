@@ -11,7 +11,7 @@ from urllib.parse import quote
 import httpx
 
 import rayfn
-from rayfn._ids import new_call_id
+from rayfn.protocol.ids import new_call_id
 from rayfn.settings import get_settings
 
 ODD_NAMES = ["has space", "ünïcödé", "a/b", "../escape", "..", "x" * 1000, "nul\0byte",

@@ -35,7 +35,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 import rayfn
-from rayfn._ids import new_call_id
+from rayfn.protocol.ids import new_call_id
 from rayfn.settings import get_settings
 
 # Generated requests per operation: valid ones, then invalid ones. Derandomized, so every

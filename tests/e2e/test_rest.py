@@ -21,7 +21,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 import rayfn
-from rayfn._ids import new_call_id
+from rayfn.protocol.ids import new_call_id
 from rayfn.settings import get_settings
 
 if TYPE_CHECKING:

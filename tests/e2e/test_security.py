@@ -21,13 +21,13 @@ import httpx
 import psutil
 import pytest
 
-from rayfn._ids import new_call_id
-from rayfn._net import is_loopback
+from rayfn.network import is_loopback
+from rayfn.protocol.ids import new_call_id
 from rayfn.settings import Settings, get_settings
 from rayfn_service.api.__main__ import warn_if_exposed
 from rayfn_service.api.guard import OPEN_PATHS
-from rayfn_service.launch import HeadInfo
 from rayfn_service.processes import free_port
+from rayfn_service.ray_head import HeadInfo
 from rayfn_service.server_process import ensure_token, rotate_token
 
 if TYPE_CHECKING:

@@ -191,8 +191,7 @@ def test_deploy_runs_the_example_on_ray_serve_and_app_stop_removes_it(
     # Serve's proxy on a free port of the session's Ray (never a user's 8200). The pip
     # image would make Ray build a virtualenv from PyPI for the replica; the test uses the
     # cluster's own environment, which has FastAPI.
-    port = free_port()
-    monkeypatch.setenv("RAYFN_RAY_SERVE_PORT", str(port))
+    port = int(os.environ["RAYFN_RAY_SERVE_PORT"])  # the session registry's (conftest)
     source = ENDPOINT_EXAMPLE.read_text()
     assert PIP_IMAGE in source
     app_file = tmp_path / "fastapi_modal_on_serve.py"

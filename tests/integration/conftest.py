@@ -72,7 +72,7 @@ def transport(request: pytest.FixtureRequest) -> Iterator[str]:
 @pytest.fixture
 def unique_app(request: pytest.FixtureRequest) -> str:
     """An app name no other test uses."""
-    from rayfn._ids import new_call_id
+    from rayfn.protocol.ids import new_call_id
 
     base = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name)[:30]
     return f"t-{base}-{new_call_id()[-6:]}"

@@ -16,7 +16,6 @@ import httpx
 import pytest
 
 import rayfn
-from rayfn._ids import new_call_id
 from rayfn.exception import (
     ConflictError,
     ExecutionError,
@@ -25,6 +24,9 @@ from rayfn.exception import (
     ResourcesUnavailableError,
     SerializationError,
 )
+from rayfn.protocol.ids import new_call_id
+from rayfn.protocol.operations import RegistryApi
+from rayfn.protocol.records import CallQuery, DeployedFunction
 from rayfn.settings import get_settings
 from rayfn.states import CallState
 
@@ -63,7 +65,8 @@ def assert_still_serving(app_name: str) -> None:
 
 
 def queued_calls(app_name: str) -> list[Any]:
-    return rayfn._client.get_client().list_calls(app=app_name, limit=1000)
+    query = CallQuery(app=app_name, limit=1000)
+    return rayfn._client.get_client().call(RegistryApi.list_calls, query)
 
 
 
@@ -111,7 +114,8 @@ def test_unpicklable_arguments_sent_anyway_fail_as_serialization_errors(
     app.deploy()
     # Bytes that are no pickle at all, sent past the SDK (as any REST client could).
     call_id = new_call_id()
-    rayfn._client.get_client().spawn(unique_app, "takes", [(call_id, b"not a pickle")])
+    rayfn._client.get_client().call(RegistryApi.spawn, unique_app, "takes",
+                                    [(call_id, b"not a pickle")])
     call = rayfn.FunctionCall.from_id(call_id)
     with pytest.raises(SerializationError, match="cannot deserialize the arguments"):
         call.get(timeout=60)
@@ -136,7 +140,7 @@ def test_inputs_over_the_size_limit(unique_app: str) -> None:
         list(size.map([b"x", b"x" * (limit + 1)]))
     # The service checks too, for clients that skip the SDK's check.
     with pytest.raises(InvalidError, match="the limit is"):
-        rayfn._client.get_client().spawn(
+        rayfn._client.get_client().call(RegistryApi.spawn,
             unique_app, "size", [(new_call_id(), b"x" * (limit + MiB))])
     assert queued_calls(unique_app) == []
     # Inputs under the limit whose sum is over it (and over a REST body) go in several
@@ -317,11 +321,11 @@ def test_odd_names_are_refused_and_never_touch_the_state_directory(unique_app: s
         with pytest.raises(InvalidError):
             rayfn.Function.from_name(unique_app, name)
         with pytest.raises(InvalidError):
-            client.deploy(name, [("f", "{}", code, "{}")])
+            client.call(RegistryApi.deploy, name, [DeployedFunction("f", "{}", code, "{}")])
         with pytest.raises(InvalidError):
-            client.deploy(unique_app, [(name, "{}", code, "{}")])
+            client.call(RegistryApi.deploy, unique_app, [DeployedFunction(name, "{}", code, "{}")])
         with pytest.raises(InvalidError):
-            client.spawn(name, "f", [(new_call_id(), b"")])
+            client.call(RegistryApi.spawn, name, "f", [(new_call_id(), b"")])
     app = rayfn.App(unique_app)
     with pytest.raises(InvalidError):
         app.function(name="a/b")(lambda: None)
@@ -365,7 +369,8 @@ def test_two_deploys_of_one_app_at_once(unique_app: str) -> None:
         t.join()
     assert len(versions) + len(errors) == 2 and versions
     assert len(set(versions.values())) == len(versions)  # never the same version twice
-    (info,) = [a for a in rayfn._client.get_client().list_apps() if a.name == unique_app]
+    apps = rayfn._client.get_client().call(RegistryApi.list_apps)
+    (info,) = [a for a in apps if a.name == unique_app]
     winner = max(versions, key=lambda tag: versions[tag])
     assert info.version == versions[winner]
     assert sorted(info.functions) == sorted(["shared", f"only_{winner}"])
@@ -439,7 +444,7 @@ def test_queued_calls_of_a_function_no_node_can_run_fail(
     the registry was down) fail with ResourcesUnavailableError once dispatched."""
     import ray
 
-    from rayfn._payload import dumps_args
+    from rayfn.protocol.payload import dumps_args
     from rayfn_service.launch import ensure_registry
     from rayfn_service.names import REGISTRY_ACTOR
     from rayfn_service.store import SqliteStore

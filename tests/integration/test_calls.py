@@ -9,6 +9,8 @@ import pytest
 
 import rayfn
 from rayfn.exception import InvalidError, NotFoundError, RemoteError, SerializationError
+from rayfn.protocol.operations import RegistryApi
+from rayfn.protocol.records import CallQuery
 from rayfn.states import CallState
 
 pytestmark = pytest.mark.usefixtures("transport")
@@ -147,10 +149,10 @@ def test_unpicklable_arguments_rejected_before_queueing(unique_app: str) -> None
 
     deploy(app)
     client = rayfn._client.get_client()
-    before = client.list_calls(app=unique_app, limit=1000)
+    before = client.call(RegistryApi.list_calls, CallQuery(app=unique_app, limit=1000))
     with pytest.raises(SerializationError):
         takes.spawn(threading.Lock())
-    assert client.list_calls(app=unique_app, limit=1000) == before
+    assert client.call(RegistryApi.list_calls, CallQuery(app=unique_app, limit=1000)) == before
 
 
 def test_unpicklable_result_fails_with_serialization_error(unique_app: str) -> None:
@@ -261,10 +263,11 @@ def test_ephemeral_run_stops_functions_when_block_ends(unique_app: str) -> None:
 
     with app.run():
         assert hello.remote("run") == "hello run"
-        running = [a.name for a in rayfn._client.get_client().list_apps()]
+        running = [a.name for a in rayfn._client.get_client().call(RegistryApi.list_apps)]
         assert any(n.startswith(unique_app + ".run-") for n in running)
         ephemeral_name = hello.app_name
-    assert not any(a.name == ephemeral_name for a in rayfn._client.get_client().list_apps())
+    apps = rayfn._client.get_client().call(RegistryApi.list_apps)
+    assert not any(a.name == ephemeral_name for a in apps)
     with pytest.raises(NotFoundError):
         rayfn.Function.from_name(ephemeral_name, "hello").spawn("late")
 
@@ -322,7 +325,7 @@ def test_a_burst_into_a_stopped_app_is_refused(unique_app: str) -> None:
     assert rayfn.FunctionCall.gather(*warm) == list(range(5))
     # Stopped behind this process's back (as another process would): a burst of spawns
     # is refused, at a spawn or when its calls are looked at.
-    rayfn._client.get_client().stop_app(unique_app)
+    rayfn._client.get_client().call(RegistryApi.stop_app, unique_app)
     with pytest.raises(NotFoundError):
         ids = [call.object_id for call in [noop.spawn(i) for i in range(20)]]
         raise AssertionError(f"accepted after the app stopped: {ids[:3]}")

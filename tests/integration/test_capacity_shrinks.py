@@ -22,8 +22,8 @@ import rayfn
 from rayfn.exception import ResourcesUnavailableError
 from rayfn.settings import get_settings
 from rayfn.states import CallState
-from rayfn_service.launch import HeadInfo
 from rayfn_service.processes import free_port
+from rayfn_service.ray_head import HeadInfo
 
 pytestmark = pytest.mark.fault
 

@@ -14,6 +14,7 @@ import pytest
 
 import rayfn
 from rayfn.exception import CancelledError, FunctionTimeoutError, OutputExpiredError
+from rayfn.protocol.operations import RegistryApi
 from rayfn.states import CallState
 
 from .waiting import wait_until
@@ -141,7 +142,7 @@ def test_max_containers_is_a_hard_bound(unique_app: str, tmp_path: Path) -> None
         running += delta
         peak = max(peak, running)
     assert peak <= 2, f"{peak} attempts ran at once"
-    stats = {(s.app, s.function): s for s in rayfn._client.get_client().stats()}
+    stats = {(s.app, s.function): s for s in rayfn._client.get_client().call(RegistryApi.stats)}
     assert stats[(unique_app, "busy")].window == 2
 
 

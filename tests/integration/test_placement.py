@@ -8,6 +8,7 @@ import pytest
 
 import rayfn
 from rayfn._client import get_client
+from rayfn.protocol.operations import RegistryApi
 
 pytestmark = pytest.mark.usefixtures("transport")
 
@@ -31,12 +32,12 @@ def test_stats_name_the_node_a_running_call_is_on(unique_app: str) -> None:
     seen: dict[str, int] = {}
     deadline = time.monotonic() + 120
     while not seen and time.monotonic() < deadline:
-        stats = next(s for s in get_client().stats() if s.app == unique_app)
+        stats = next(s for s in get_client().call(RegistryApi.stats) if s.app == unique_app)
         seen = stats.nodes
         time.sleep(0.2)
     node_id = call.get(timeout=120)
     # The session's cluster has one node; the call ran there, and was seen running there.
     assert seen == {node_id: 1}
     assert node_id in {n["NodeID"] for n in ray.nodes()}
-    after = next(s for s in get_client().stats() if s.app == unique_app)
+    after = next(s for s in get_client().call(RegistryApi.stats) if s.app == unique_app)
     assert after.nodes == {}

@@ -14,6 +14,7 @@ import pytest
 from rayfn import _accepts
 from rayfn.call import FunctionCall
 from rayfn.exception import NotFoundError
+from rayfn.protocol.operations import RegistryApi
 
 
 class RecordingClient:
@@ -26,7 +27,8 @@ class RecordingClient:
         self.refuse: BaseException | None = None
         self.lock = threading.Lock()
 
-    def spawn(self, app: str, name: str, calls: Sequence[tuple[str, bytes]]) -> None:
+    def call(self, op: Any, app: str, name: str, calls: Sequence[tuple[str, bytes]]) -> None:
+        assert op is RegistryApi.spawn  # the only operation the pipeline sends
         self.release.wait(10)
         with self.lock:
             self.requests.append([c for c, _ in calls])

@@ -10,19 +10,7 @@ from typing import Any
 import cloudpickle
 import pytest
 
-from rayfn import _ids, exception
-from rayfn._ids import new_call_id, new_call_ids, validate_call_id
-from rayfn._payload import (
-    ErrorInfo,
-    Outcome,
-    dumps_args,
-    encode_exception,
-    encode_result,
-    error_of,
-    loads_args,
-    rebuild_exception,
-    unwrap,
-)
+from rayfn import exception
 from rayfn.call import FunctionCall, check_timeout, result_of
 from rayfn.exception import (
     CancelledError,
@@ -33,6 +21,19 @@ from rayfn.exception import (
     RemoteError,
     RemoteTraceback,
     SerializationError,
+)
+from rayfn.protocol import ids as _ids
+from rayfn.protocol.ids import new_call_id, new_call_ids, validate_call_id
+from rayfn.protocol.payload import (
+    CallOutcome,
+    ErrorInfo,
+    dumps_args,
+    encode_exception,
+    encode_result,
+    error_of,
+    loads_args,
+    rebuild_exception,
+    unwrap,
 )
 from rayfn.states import CallState
 
@@ -254,8 +255,8 @@ def test_error_of_builds_a_rebuildable_rayfn_error() -> None:
 # ---- outcomes ----------------------------------------------------------------------
 
 
-def _outcome(state: CallState, **kwargs: Any) -> Outcome:
-    return Outcome(call_id=VALID_ID, state=state, **kwargs)
+def _outcome(state: CallState, **kwargs: Any) -> CallOutcome:
+    return CallOutcome(call_id=VALID_ID, state=state, **kwargs)
 
 
 def test_unwrap_succeeded_returns_the_value() -> None:

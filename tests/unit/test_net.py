@@ -10,7 +10,7 @@ import warnings
 import pytest
 
 from rayfn._client.http import HttpClient
-from rayfn._net import InsecureTransportWarning, is_loopback
+from rayfn.network import InsecureTransportWarning, is_loopback
 from rayfn.settings import get_settings
 
 

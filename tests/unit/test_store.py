@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from rayfn._ids import new_call_ids
-from rayfn._payload import ErrorInfo
 from rayfn.exception import StoreError
+from rayfn.protocol.ids import new_call_ids
+from rayfn.protocol.payload import ErrorInfo
+from rayfn.protocol.records import CallQuery
 from rayfn.states import CallState
 from rayfn_service.store.base import FunctionRecord, NewCall
 from rayfn_service.store.group_commit import GroupCommit
@@ -131,7 +132,7 @@ def test_failed_transaction_keeps_nothing(store: SqliteStore) -> None:
     with pytest.raises(ValueError), store.transaction():
         store.insert_calls([NewCall(new_call_ids(1)[0], "app", "f", 1, b"", T0)])
         raise ValueError("abort")
-    assert store.list_calls() == []
+    assert store.list_calls(CallQuery()) == []
 
 
 def test_sqlite_error_in_transaction_is_a_store_error(store: SqliteStore) -> None:
@@ -150,7 +151,7 @@ def test_insert_calls_is_idempotent(store: SqliteStore) -> None:
     ids = spawn(store, 3)
     with store.transaction():
         store.insert_calls([NewCall(ids[0], "app", "other", 9, b"different", T0 + 50)])
-    calls = store.list_calls()
+    calls = store.list_calls(CallQuery())
     assert sorted(c.id for c in calls) == ids
     first = store.get_call(ids[0])
     assert first is not None
@@ -423,13 +424,13 @@ def test_list_calls_filters_newest_first(store: SqliteStore) -> None:
     other = spawn(store, 1, app="other")
     finish(store, f_ids[1], CallState.SUCCEEDED)
 
-    assert [c.id for c in store.list_calls()] == (f_ids + g_ids + other)[::-1]
-    assert [c.id for c in store.list_calls(app="app", function="g")] == g_ids[::-1]
-    assert [c.id for c in store.list_calls(app="other")] == other
-    done = store.list_calls(state=CallState.SUCCEEDED)
+    assert [c.id for c in store.list_calls(CallQuery())] == (f_ids + g_ids + other)[::-1]
+    assert [c.id for c in store.list_calls(CallQuery(app="app", function="g"))] == g_ids[::-1]
+    assert [c.id for c in store.list_calls(CallQuery(app="other"))] == other
+    done = store.list_calls(CallQuery(state=CallState.SUCCEEDED))
     assert [c.id for c in done] == [f_ids[1]]
     assert done[0].result is None  # listings carry no payload
-    assert store.list_calls(app="nope") == []
+    assert store.list_calls(CallQuery(app="nope")) == []
 
 
 def test_list_calls_paginates_with_before(store: SqliteStore) -> None:
@@ -437,7 +438,7 @@ def test_list_calls_paginates_with_before(store: SqliteStore) -> None:
     pages: list[list[str]] = []
     before: str | None = None
     for _ in range(10):  # bounded: a cursor that does not advance must fail, not hang
-        page = [c.id for c in store.list_calls(app="app", limit=3, before=before)]
+        page = [c.id for c in store.list_calls(CallQuery(app="app", limit=3, before=before))]
         if not page:
             break
         pages.append(page)

@@ -439,22 +439,26 @@ def test_serve_on_a_port_in_use(user_file: Any) -> None:
     _one_line_error(result, f"cannot serve on 127.0.0.1:{port}")
 
 
-def test_deploying_web_endpoints_over_http_is_refused_before_anything_is_sent() -> None:
-    from rayfn._client import reset
+def test_a_web_endpoint_is_deployed_as_the_code_its_replicas_load() -> None:
+    """The registry serves endpoints itself (in a Ray task), whichever transport deployed
+    them: what it stores for an endpoint is the EndpointCode, for a plain function the
+    function."""
+    import cloudpickle
 
-    app = App("web-over-http")
+    app = App("web-payload")
 
     @app.function()
     @rayfn.asgi_app()
     def web() -> Any:
         return _fastapi_app("one")
 
-    rayfn.connect("http://127.0.0.1:9", token="unused")  # nothing listens: nothing is sent
-    try:
-        with pytest.raises(InvalidError, match="Ray Serve.*RAYFN_SERVER_URL"):
-            app.deploy()
-    finally:
-        reset()
+    @app.function()
+    def plain(x: int) -> int:
+        return x
+
+    shipped = {f.name: cloudpickle.loads(f.code) for f in app._payload()}
+    assert isinstance(shipped["web"], EndpointCode) and shipped["web"].function == "web"
+    assert shipped["plain"](3) == 3
 
 
 @pytest.mark.parametrize("reload", [True, False])

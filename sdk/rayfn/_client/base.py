@@ -1,41 +1,27 @@
-"""What the SDK asks of the service, whatever the transport."""
+"""What the SDK asks of the service, whatever the transport: the registry's operations
+(``rayfn.protocol.operations``), passed as themselves."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Protocol
+from typing import ParamSpec, Protocol, TypeVar
 
-from rayfn._payload import Outcome
-from rayfn.schemas import AppInfo, CallLogs, CallStatus, FunctionInfo, FunctionStats
+from rayfn.protocol.operations import Operation
 from rayfn.settings import Settings
 
-DeployedFunction = tuple[str, str, bytes, str]  # name, options JSON, code, runtime_env JSON
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class Client(Protocol):
     settings: Settings
 
-    def deploy(
-        self, app: str, functions: Sequence[DeployedFunction], ephemeral: bool = False
-    ) -> int: ...
-    def stop_app(self, app: str) -> int: ...
-    def list_apps(self) -> list[AppInfo]: ...
-    def function_info(self, app: str, name: str) -> FunctionInfo: ...
-    def spawn(self, app: str, name: str, calls: Sequence[tuple[str, bytes]]) -> None: ...
+    def call(self, op: Operation[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run one registry operation: ``client.call(RegistryApi.status, call_id)``."""
+        ...
+
     def spawn_batches(
         self, app: str, name: str, batches: Iterable[Sequence[tuple[str, bytes]]]
-    ) -> None: ...
-    def get(self, call_id: str, timeout: float | None) -> Outcome: ...
-    def get_many(self, call_ids: Sequence[str], timeout: float) -> list[Outcome]: ...
-    def status(self, call_id: str) -> CallStatus: ...
-    def cancel(self, call_id: str) -> CallStatus: ...
-    def logs(self, call_id: str) -> CallLogs: ...
-    def list_calls(
-        self,
-        app: str | None = None,
-        function: str | None = None,
-        state: str | None = None,
-        limit: int = 100,
-        before: str | None = None,
-    ) -> list[CallStatus]: ...
-    def stats(self) -> list[FunctionStats]: ...
+    ) -> None:
+        """Spawn batch after batch (``spawn_map``); return when all are committed."""
+        ...

@@ -11,24 +11,26 @@ import json
 import os
 import sys
 import threading
-import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import quote
 
 import httpx
 
 from rayfn import exception
-from rayfn._client.base import DeployedFunction
-from rayfn._ids import validate_call_id
-from rayfn._names import validate_name
-from rayfn._net import InsecureTransportWarning, is_loopback
-from rayfn._payload import Outcome
+from rayfn.network import InsecureTransportWarning, is_loopback
+from rayfn.protocol.ids import validate_call_id
+from rayfn.protocol.names import validate_name
+from rayfn.protocol.operations import Operation, RegistryApi, operation_name
+from rayfn.protocol.payload import CallOutcome
+from rayfn.protocol.records import CallQuery, DeployedFunction, DeployResult
+from rayfn.protocol.retry import Transient, retry
 from rayfn.schemas import (
     AppInfo,
     AppList,
+    BatchSpawnResponse,
     CallList,
     CallLogs,
     CallStatus,
@@ -48,6 +50,23 @@ from rayfn.settings import Settings
 # The server caps one wait; longer waits are several requests.
 MAX_WAIT_SECONDS = 60.0
 _REQUEST_SLACK_SECONDS = 30.0
+
+P = ParamSpec("P")
+R = TypeVar("R")
+_Handler = Callable[Concatenate["HttpClient", P], R]
+# Each registry operation the REST API offers, by the name of its declaration.
+_HANDLERS: dict[str, Callable[..., Any]] = {}
+
+
+def _handles(op: Operation[P, R]) -> Callable[[_Handler[P, R]], _Handler[P, R]]:
+    """Register the method that does ``op`` over REST; mypy checks that it takes the
+    operation's arguments and returns its type."""
+
+    def register(handler: _Handler[P, R]) -> _Handler[P, R]:
+        _HANDLERS[operation_name(op)] = handler
+        return handler
+
+    return register
 
 
 def _error_from(response: httpx.Response) -> exception.Error:
@@ -133,64 +152,78 @@ class HttpClient:
     def close(self) -> None:
         self._http.close()
 
+    def call(self, op: Operation[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        handler = _HANDLERS.get(operation_name(op))
+        if handler is None:
+            raise exception.InvalidError(
+                f"{operation_name(op)} is not offered over REST: connect to the Ray "
+                "cluster (unset RAYFN_SERVER_URL) to use it"
+            )
+        answer: R = handler(self, *args, **kwargs)
+        return answer
+
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        deadline = time.monotonic() + self.settings.client_retry_seconds
-        delay = 0.1
-        while True:
-            try:
-                response = self._http.request(method, path, **kwargs)
-            except httpx.TransportError as exc:
-                if time.monotonic() + delay > deadline:
-                    raise exception.ConnectionError(
-                        f"cannot reach the rayfn server at {self.settings.server_url}: {exc}"
-                    ) from exc
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
-                continue
-            if response.status_code == 503 and time.monotonic() + delay <= deadline:
-                time.sleep(delay)  # the server is up but the registry is restarting
-                delay = min(delay * 2, 2.0)
-                continue
+        def attempt() -> httpx.Response:
+            response = self._http.request(method, path, **kwargs)
+            if response.status_code == 503:  # the server is up, the registry restarting
+                raise Transient(_error_from(response))
             if response.status_code >= 400:
                 raise _error_from(response)
             return response
 
+        return retry(attempt, budget=self.settings.client_retry_seconds,
+                     transient=(httpx.TransportError,), give_up=self._gave_up)
+
+    def _gave_up(self, error: BaseException) -> BaseException:
+        if isinstance(error, httpx.TransportError):
+            return exception.ConnectionError(
+                f"cannot reach the rayfn server at {self.settings.server_url}: {error}")
+        return error
+
+    def _post(self, path: str, body: Any) -> httpx.Response:
+        return self._request("POST", path, content=body.model_dump_json(),
+                             headers={"Content-Type": "application/json"})
+
     # ---- apps --------------------------------------------------------------------
 
-    def deploy(
+    @_handles(RegistryApi.deploy)
+    def _deploy(
         self, app: str, functions: Sequence[DeployedFunction], ephemeral: bool = False
-    ) -> int:
+    ) -> DeployResult:
         body = DeployRequest(
             functions=[
-                DeployFunction(name=name, options=json.loads(options), code=code,
-                               runtime_env=json.loads(env))
-                for name, options, code, env in functions
+                DeployFunction(name=f.name, options=json.loads(f.options), code=f.code,
+                               runtime_env=json.loads(f.runtime_env))
+                for f in functions
             ],
             ephemeral=ephemeral,
         )
-        response = self._request("POST", _app(app), content=body.model_dump_json(),
-                                 headers={"Content-Type": "application/json"})
-        return DeployResponse.model_validate_json(response.content).version
+        answer = DeployResponse.model_validate_json(self._post(_app(app), body).content)
+        return DeployResult(answer.version, answer.web_urls)
 
-    def stop_app(self, app: str) -> int:
+    @_handles(RegistryApi.stop_app)
+    def _stop_app(self, app: str) -> int:
         response = self._request("DELETE", _app(app))
         return StopResponse.model_validate_json(response.content).cancelled
 
     def _app_list(self) -> AppList:
         return AppList.model_validate_json(self._request("GET", "/v1/apps").content)
 
-    def list_apps(self) -> list[AppInfo]:
+    @_handles(RegistryApi.list_apps)
+    def _list_apps(self) -> list[AppInfo]:
         return [
             AppInfo(name=a.name, version=a.version, state="deployed", ephemeral=a.ephemeral,
                     updated_at=a.updated_at, functions=[f.name for f in a.functions])
             for a in self._app_list().apps
         ]
 
-    def function_info(self, app: str, name: str) -> FunctionInfo:
+    @_handles(RegistryApi.function_info)
+    def _function_info(self, app: str, name: str) -> FunctionInfo:
         response = self._request("GET", _app(app, name))
         return FunctionInfo.model_validate_json(response.content)
 
-    def stats(self) -> list[FunctionStats]:
+    @_handles(RegistryApi.stats)
+    def _stats(self) -> list[FunctionStats]:
         return [
             FunctionStats(app=a.name, function=f.name, queued=f.queued, running=f.running,
                           retrying=f.retrying, in_ray=f.running, window=f.window,
@@ -200,57 +233,67 @@ class HttpClient:
 
     # ---- calls -------------------------------------------------------------------
 
-    def spawn(self, app: str, name: str, calls: Sequence[tuple[str, bytes]]) -> None:
+    @_handles(RegistryApi.spawn)
+    def _spawn(
+        self,
+        app: str,
+        name: str,
+        calls: Sequence[tuple[str, bytes]],
+        idempotency: tuple[str, str] | None = None,
+    ) -> list[str]:
+        if idempotency is not None:
+            raise exception.InvalidError("idempotency keys are for the JSON submit routes")
         body = PickledSpawnRequest(calls=[PickledCall(call_id=c, args=a) for c, a in calls])
-        self._request("POST", f"{_app(app, name)}/calls/pickled",
-                      content=body.model_dump_json(),
-                      headers={"Content-Type": "application/json"})
+        response = self._post(f"{_app(app, name)}/calls/pickled", body)
+        return BatchSpawnResponse.model_validate_json(response.content).call_ids
 
     def spawn_batches(
         self, app: str, name: str, batches: Iterable[Sequence[tuple[str, bytes]]]
     ) -> None:
         for calls in batches:
-            self.spawn(app, name, calls)
+            self._spawn(app, name, calls)
 
     def _outcomes(
         self, call_ids: Sequence[str], wait: float, include_pending: bool
-    ) -> list[Outcome]:
+    ) -> list[CallOutcome]:
         body = OutcomesRequest(call_ids=list(call_ids), wait=min(wait, MAX_WAIT_SECONDS),
                                include_pending=include_pending)
-        response = self._request("POST", "/v1/calls/outcomes", content=body.model_dump_json(),
-                                 headers={"Content-Type": "application/json"})
+        response = self._post("/v1/calls/outcomes", body)
         return [o.to_outcome() for o in OutcomesResponse.model_validate_json(response.content)
                 .outcomes]
 
-    def get(self, call_id: str, timeout: float | None) -> Outcome:
+    @_handles(RegistryApi.get)
+    def _get(self, call_id: str, timeout: float | None) -> CallOutcome:
         wait = MAX_WAIT_SECONDS if timeout is None else timeout
         (outcome,) = self._outcomes([call_id], wait, include_pending=True)
         return outcome
 
-    def get_many(self, call_ids: Sequence[str], timeout: float) -> list[Outcome]:
-        return self._outcomes(call_ids, timeout, include_pending=False)
+    @_handles(RegistryApi.get_many)
+    def _get_many(
+        self, call_ids: Sequence[str], timeout: float, include_pending: bool = False
+    ) -> list[CallOutcome]:
+        return self._outcomes(call_ids, timeout, include_pending)
 
-    def status(self, call_id: str) -> CallStatus:
+    @_handles(RegistryApi.status)
+    def _status(self, call_id: str) -> CallStatus:
         response = self._request("GET", _call(call_id))
         return CallStatus.model_validate_json(response.content)
 
-    def cancel(self, call_id: str) -> CallStatus:
+    @_handles(RegistryApi.cancel)
+    def _cancel(self, call_id: str) -> CallStatus:
         response = self._request("POST", f"{_call(call_id)}/cancel")
         return CallStatus.model_validate_json(response.content)
 
-    def logs(self, call_id: str) -> CallLogs:
+    @_handles(RegistryApi.logs)
+    def _logs(self, call_id: str) -> CallLogs:
         response = self._request("GET", f"{_call(call_id)}/logs")
         return CallLogs.model_validate_json(response.content)
 
-    def list_calls(
-        self,
-        app: str | None = None,
-        function: str | None = None,
-        state: str | None = None,
-        limit: int = 100,
-        before: str | None = None,
-    ) -> list[CallStatus]:
-        params = {k: v for k, v in (("app", app), ("function", function), ("state", state),
-                                    ("limit", limit), ("cursor", before)) if v is not None}
+    @_handles(RegistryApi.list_calls)
+    def _list_calls(self, query: CallQuery) -> list[CallStatus]:
+        params = {k: v for k, v in (("app", query.app), ("function", query.function),
+                                    ("state", query.state.value if query.state else None),
+                                    ("limit", query.limit), ("cursor", query.before))
+                  if v is not None}
         response = self._request("GET", "/v1/calls", params=params)
         return CallList.model_validate_json(response.content).calls

@@ -21,6 +21,7 @@ import click
 from rayfn.cli.output import say, show, table
 from rayfn.exception import Error, InvalidError
 from rayfn.exception import TimeoutError as RayfnTimeoutError
+from rayfn.protocol.operations import RegistryApi
 from rayfn.settings import get_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -103,10 +104,10 @@ def status(as_json: bool) -> None:
     if not settings.server_url:
         ensure_ray(settings, log_to_driver=False)  # no autoscaler events in the output
     client = get_client()
-    stats = client.stats()
+    stats = client.call(RegistryApi.stats)
     in_cluster = isinstance(client, RayClient)
     nodes = node_view.cluster_nodes(stats) if in_cluster else []
-    registry = client.ping() if isinstance(client, RayClient) else None
+    registry = client.call(RegistryApi.ping) if in_cluster else None
     if as_json:
         say(json.dumps({
             "nodes": [dataclasses.asdict(n) for n in nodes],
@@ -122,7 +123,7 @@ def status(as_json: bool) -> None:
         started = datetime.datetime.fromtimestamp(registry["started_at"]).isoformat(
             timespec="seconds")
         say(f"registry: running since {started} (pid {registry['pid']}, node "
-            f"{registry.get('node_id', '?')[:width]}), store {registry['store']}")
+            f"{registry['node_id'][:width]}), store {registry['store']}")
     else:
         say(f"server: {client.settings.server_url}")
     show(table(
@@ -269,7 +270,7 @@ def app_list(as_json: bool) -> None:
     """List deployed apps."""
     from rayfn._client import get_client
 
-    apps = get_client().list_apps()
+    apps = get_client().call(RegistryApi.list_apps)
     if as_json:
         say(json.dumps([a.model_dump(mode="json") for a in apps], indent=2))
         return
@@ -362,8 +363,15 @@ def call_cancel(call_id: str) -> None:
 def call_list(app: str | None, function: str | None, state: str | None, limit: int) -> None:
     """List recent calls, newest first."""
     from rayfn._client import get_client
+    from rayfn.protocol.records import CallQuery
+    from rayfn.states import CallState
 
-    calls = get_client().list_calls(app, function, state, limit)
+    try:
+        call_state = CallState(state) if state else None
+    except ValueError:
+        raise InvalidError(f"unknown state {state!r}") from None
+    query = CallQuery(app=app, function=function, state=call_state, limit=limit)
+    calls = get_client().call(RegistryApi.list_calls, query)
     show(table(("call", "function", "state", "attempts", "error"),
                ((s.call_id, f"{s.app}.{s.function}", s.state.value, s.attempts,
                  s.error_type or "") for s in calls)))

@@ -16,9 +16,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from rayfn._net import is_loopback
 from rayfn.cli.output import harmless
 from rayfn.exception import Error, InvalidError
+from rayfn.network import is_loopback
 
 logger = logging.getLogger("rayfn.serve")
 

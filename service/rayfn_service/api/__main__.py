@@ -6,11 +6,12 @@ import logging
 
 import uvicorn
 
-from rayfn._net import is_loopback
+from rayfn.network import is_loopback
 from rayfn.settings import get_settings
 from rayfn_service.api.app import create_app
 from rayfn_service.api.connections import server_options
-from rayfn_service.launch import HeadInfo, connect_driver
+from rayfn_service.launch import connect_driver
+from rayfn_service.ray_head import HeadInfo
 
 logger = logging.getLogger("rayfn.server")
 

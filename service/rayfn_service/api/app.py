@@ -7,10 +7,11 @@ from typing import Annotated
 from fastapi import FastAPI, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from rayfn.protocol.operations import RegistryApi
 from rayfn.schemas import ErrorResponse, Health
 from rayfn.settings import Settings
 from rayfn_service.api import errors, metrics
-from rayfn_service.api.backend import Registry
+from rayfn_service.api.backend import RegistryGateway
 from rayfn_service.api.guard import Guard, TokenSource
 from rayfn_service.api.routes import router
 from rayfn_service.api.shortcut import Shortcuts
@@ -26,7 +27,7 @@ token is in the state directory (`rayfn start` prints where). Errors answer with
 
 def create_app(settings: Settings) -> Guard:
     app = FastAPI(title="rayfn", version="1", description=DESCRIPTION)
-    app.state.registry = Registry(settings)
+    app.state.registry = RegistryGateway(settings)
     app.state.settings = settings
     errors.install(app)
     app.include_router(router)
@@ -48,7 +49,8 @@ def create_app(settings: Settings) -> Guard:
              responses={200: {"content": {CONTENT_TYPE_LATEST: {}}},
                         **{code: {"model": ErrorResponse} for code in (401, 503)}})
     async def prometheus(request: Request) -> Response:
-        data = await request.app.state.registry.call("metrics")
+        gateway: RegistryGateway = request.app.state.registry
+        data = await gateway.call(RegistryApi.metrics)
         return Response(metrics.render(data), media_type=CONTENT_TYPE_LATEST)
 
     # The guard checks the token first, for the shortcuts as for every route.

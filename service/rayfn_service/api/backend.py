@@ -12,21 +12,18 @@ import asyncio
 import collections
 import dataclasses
 import logging
-import sqlite3
 import time
-from pathlib import Path
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import ParamSpec, TypeVar
 
 import ray
-from ray.exceptions import RayTaskError
 
-from rayfn._client.ray import RETRYABLE, registry_error
-from rayfn._payload import check_input_size
-from rayfn.exception import ConnectionError, Error
+from rayfn.exception import StoreError
+from rayfn.protocol.actor import RegistryActor
+from rayfn.protocol.operations import Idempotency, Operation, RegistryApi
+from rayfn.protocol.payload import check_input_size
 from rayfn.settings import Settings
-from rayfn_service.names import REGISTRY_ACTOR
-from rayfn_service.store import CallRecord
-from rayfn_service.store.reader import StoreReader
+from rayfn_service.store import CallRecord, Reader, open_reader
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +34,8 @@ OVERFLOW_WAIT_SECONDS = 1.0
 ALIVE_CACHE_SECONDS = 1.0
 
 Calls = list[tuple[str, bytes]]
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @dataclasses.dataclass
@@ -49,55 +48,30 @@ class _SpawnQueue:
     sender: asyncio.Task[None] | None = None
 
 
-class Registry:
-    """Async calls to the registry actor; rayfn errors come back as themselves."""
+class RegistryGateway:
+    """The REST server's calls to the registry actor; rayfn errors come back as
+    themselves, restarts are waited out (``rayfn.protocol.retry``)."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._spawn_queues: dict[tuple[str, str], _SpawnQueue] = {}
-        self._handle: Any = None
-        self._reader: StoreReader | None = None
+        self._registry = RegistryActor(settings.namespace,
+                                       retry_seconds=settings.client_retry_seconds)
+        self._reader: Reader | None = None
         self._reader_checked = False
         self._waiting = 0  # requests waiting in the registry now (see wait_for)
         self._alive, self._alive_at = False, -ALIVE_CACHE_SECONDS
         self._alive_ping: asyncio.Task[bool] | None = None
 
-    def _actor(self) -> Any:
-        if self._handle is None:
-            try:
-                self._handle = ray.get_actor(REGISTRY_ACTOR, namespace=self._settings.namespace)
-            except ValueError:
-                raise ConnectionError("the rayfn registry is not running") from None
-        return self._handle
-
-    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        deadline = time.monotonic() + self._settings.client_retry_seconds
-        delay = 0.1
-        while True:
-            try:
-                return await getattr(self._actor(), method).remote(*args, **kwargs)
-            except RayTaskError as exc:
-                cause = registry_error(exc)
-                if isinstance(cause, Error):
-                    raise cause from None
-                raise
-            except (*RETRYABLE, ConnectionError) as exc:
-                if time.monotonic() + delay > deadline:
-                    raise ConnectionError(f"the rayfn registry did not answer: {exc}") from exc
-                # Look the actor up by name again: a registry replaced (see host.py), not
-                # restarted by Ray, is a new actor under the same name.
-                self._handle = None
-                logger.info("registry unavailable; retrying in %.1f s", delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+    async def call(self, op: Operation[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await self._registry.acall(op, *args, **kwargs)
 
     async def spawn(
-        self, app: str, function: str, calls: Calls, idempotency: tuple[str, str] | None
+        self, app: str, function: str, calls: Calls, idempotency: Idempotency | None
     ) -> list[str]:
         """Accept calls; answer once they are committed."""
         if idempotency is not None:
-            accepted: list[str] = await self.call("spawn", app, function, calls, idempotency)
-            return accepted
+            return await self.call(RegistryApi.spawn, app, function, calls, idempotency)
         for _, payload in calls:  # checked here: one bad input must not fail a batch
             check_input_size(payload, self._settings.max_input_bytes, f"{app}.{function}")
         queue = self._spawn_queues.get((app, function))
@@ -122,7 +96,7 @@ class Registry:
                     batch.append(queue.waiting.popleft())
                     size += len(batch[-1][0])
                 try:
-                    await self.call("spawn", app, function,
+                    await self.call(RegistryApi.spawn, app, function,
                                     [c for calls, _ in batch for c in calls], None)
                 except Exception as exc:
                     for _, answer in batch:
@@ -133,21 +107,21 @@ class Registry:
                     if not answer.done():
                         answer.set_result([call_id for call_id, _ in calls])
 
-    async def wait_for(self, method: str, *args: Any, timeout: float, **kwargs: Any) -> Any:
-        """A registry call that waits up to ``timeout`` for calls to end. At most
-        ``server_max_waiters`` of them wait in the registry at once, so polls cannot take
-        the slots that spawns, pings and workers' reports need; the others wait here, a
-        second at most, then look once, as a wait that ran out."""
+    async def wait_for(self, timeout: float, ask: Callable[[float], Awaitable[R]]) -> R:
+        """``ask(seconds)``: a registry call that waits up to that long for calls to end.
+        At most ``server_max_waiters`` of them wait in the registry at once, so polls
+        cannot take the slots that spawns, pings and workers' reports need; the others
+        wait here, a second at most, then look once, as a wait that ran out."""
         if timeout <= 0:
-            return await self.call(method, *args, timeout=0.0, **kwargs)
+            return await ask(0.0)
         if self._waiting < self._settings.server_max_waiters:
             self._waiting += 1
             try:
-                return await self.call(method, *args, timeout=timeout, **kwargs)
+                return await ask(timeout)
             finally:
                 self._waiting -= 1
         await asyncio.sleep(min(timeout, OVERFLOW_WAIT_SECONDS))
-        return await self.call(method, *args, timeout=0.0, **kwargs)
+        return await ask(0.0)
 
     async def alive(self) -> bool:
         """Whether the registry answers; concurrent asks share one ping, and an answer is
@@ -160,7 +134,7 @@ class Registry:
 
     async def _ping(self) -> bool:
         try:
-            await asyncio.wait_for(self.call("ping"), timeout=5)
+            await asyncio.wait_for(self.call(RegistryApi.ping), timeout=5)
             alive = True
         except Exception:
             alive = False
@@ -180,28 +154,28 @@ class Registry:
         try:
             if status_only or self._reader.result_bytes(call_id) <= INLINE_RESULT_BYTES:
                 return self._reader.finished_call(call_id, status_only=status_only)
-            return await asyncio.to_thread(_read_finished, self._reader.path, call_id)
-        except sqlite3.Error:
+            return await asyncio.to_thread(_read_finished, self._reader, call_id)
+        except StoreError:
             return None
 
     async def _open_reader(self) -> None:
-        info = await self.call("ping")
-        if info.get("store_problem"):
+        info = await self.call(RegistryApi.ping)
+        if info["store_problem"]:
             return  # the registry cannot open its store yet: look again next time
         self._reader_checked = True
-        path = Path(info["store"])
-        if info.get("node_id") == ray.get_runtime_context().get_node_id() and path.exists():
-            try:
-                self._reader = StoreReader(path)
-            except sqlite3.Error:
-                logger.warning("cannot read the store at %s; asking the registry", path)
+        if info["node_id"] != ray.get_runtime_context().get_node_id():
+            return  # the store is on the registry's node, not readable from here
+        try:
+            self._reader = open_reader(info["store"])
+        except StoreError:
+            logger.warning("cannot read the store at %s; asking the registry", info["store"])
 
 
-def _read_finished(path: Path, call_id: str) -> CallRecord | None:
-    """A finished call read on its own connection (for a thread: connections are not
-    shared across threads here)."""
-    reader = StoreReader(path)
+def _read_finished(reader: Reader, call_id: str) -> CallRecord | None:
+    """A finished call read on a connection of its own (for a thread: connections are
+    not shared across threads)."""
+    own = reader.reopen()
     try:
-        return reader.finished_call(call_id)
+        return own.finished_call(call_id)
     finally:
-        reader.close()
+        own.close()

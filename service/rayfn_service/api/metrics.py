@@ -13,8 +13,9 @@ from prometheus_client.core import (
     Metric,
 )
 
+from rayfn.protocol.records import MetricsSnapshot
 from rayfn.schemas import FunctionStats
-from rayfn_service.metrics import BUCKETS, MetricsSnapshot
+from rayfn_service.metrics import BUCKETS
 
 
 class _Snapshot:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
+from collections.abc import Awaitable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from rayfn._ids import new_call_ids, validate_call_id
-from rayfn._names import validate_name
-from rayfn._payload import Outcome, dumps_args
 from rayfn.exception import OutputExpiredError
+from rayfn.protocol.ids import new_call_ids, validate_call_id
+from rayfn.protocol.names import validate_name
+from rayfn.protocol.operations import RegistryApi
+from rayfn.protocol.payload import CallOutcome, dumps_args
+from rayfn.protocol.records import CallQuery, DeployedFunction
 from rayfn.schemas import (
     AppList,
     AppSummary,
@@ -27,7 +31,6 @@ from rayfn.schemas import (
     ErrorDetail,
     ErrorResponse,
     FunctionInfo,
-    FunctionStats,
     FunctionSummary,
     OutcomeModel,
     OutcomesRequest,
@@ -39,7 +42,7 @@ from rayfn.schemas import (
     ValidationErrorResponse,
 )
 from rayfn.states import CallState
-from rayfn_service.api.backend import Registry
+from rayfn_service.api.backend import RegistryGateway
 from rayfn_service.views import outcome_of, status_of
 
 PICKLE_MEDIA_TYPE = "application/x-python-pickle"
@@ -78,9 +81,9 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return responses
 
 
-def registry(request: Request) -> Registry:
-    backend: Registry = request.app.state.registry
-    return backend
+def registry(request: Request) -> RegistryGateway:
+    gateway: RegistryGateway = request.app.state.registry
+    return gateway
 
 
 def _request_hash(app: str, function: str, body: object) -> str:
@@ -180,15 +183,14 @@ async def spawn_pickled(
     summary="A deployed function",
 )
 async def function_info(request: Request, app: AppName, function: FunctionName) -> FunctionInfo:
-    info: FunctionInfo = await registry(request).call("function_info", app, function)
-    return info
+    return await registry(request).call(RegistryApi.function_info, app, function)
 
 
 @router.get("/apps", response_model=AppList, responses=_errors(),
             summary="Deployed apps, their functions and queue depths")
 async def list_apps(request: Request) -> AppList:
-    apps = await registry(request).call("list_apps")
-    stats: list[FunctionStats] = await registry(request).call("stats")
+    apps = await registry(request).call(RegistryApi.list_apps)
+    stats = await registry(request).call(RegistryApi.stats)
     by_function = {(s.app, s.function): s for s in stats}
     summaries = []
     for a in apps:
@@ -210,18 +212,18 @@ async def list_apps(request: Request) -> AppList:
              summary="Deploy an app (pickled functions; the SDK uses it)")
 async def deploy(request: Request, app: AppName, body: DeployRequest) -> DeployResponse:
     functions = [
-        (f.name, json.dumps(f.options), f.code, json.dumps(f.runtime_env))
+        DeployedFunction(f.name, json.dumps(f.options), f.code, json.dumps(f.runtime_env))
         for f in body.functions
     ]
-    version: int = await registry(request).call("deploy", app, functions, body.ephemeral)
-    return DeployResponse(app=app, version=version)
+    result = await registry(request).call(RegistryApi.deploy, app, functions, body.ephemeral)
+    return DeployResponse(app=app, version=result.version, web_urls=result.web_urls)
 
 
 @router.delete("/apps/{app}", response_model=StopResponse,
                responses=_errors(404, STORE_REFUSED),
                summary="Stop an app; its unfinished calls are cancelled")
 async def stop_app(request: Request, app: AppName) -> StopResponse:
-    cancelled: int = await registry(request).call("stop_app", app)
+    cancelled = await registry(request).call(RegistryApi.stop_app, app)
     return StopResponse(app=app, cancelled=cancelled)
 
 
@@ -235,15 +237,14 @@ async def list_calls(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> CallList:
-    state_name = state.value if state else None
-    calls: list[CallStatus] = await registry(request).call(
-        "list_calls", app, function, state_name, limit, cursor
-    )
+    query = CallQuery(app=app, function=function, state=state, limit=limit, before=cursor)
+    calls = await registry(request).call(RegistryApi.list_calls, query)
     next_cursor = None
     if len(calls) == limit:
         # A full page is the last one when nothing older matches: no cursor to an empty page.
-        older: list[CallStatus] = await registry(request).call(
-            "list_calls", app, function, state_name, 1, calls[-1].call_id
+        older = await registry(request).call(
+            RegistryApi.list_calls,
+            dataclasses.replace(query, limit=1, before=calls[-1].call_id),
         )
         next_cursor = calls[-1].call_id if older else None
     return CallList(calls=calls, next_cursor=next_cursor)
@@ -261,19 +262,21 @@ async def call_status(
     if finished is not None:
         return status_of(finished, time.time())
     deadline = time.monotonic() + wait
+    gateway = registry(request)
     while True:
-        status: CallStatus = await registry(request).call("status", call_id)
+        status = await gateway.call(RegistryApi.status, call_id)
         remaining = deadline - time.monotonic()
         if status.state.is_terminal() or remaining <= 0:
             break
         # The registry serves one wait chunk at a time; wait out the rest of `wait`.
-        await registry(request).wait_for("wait", call_id, timeout=remaining)
+        await gateway.wait_for(
+            remaining, lambda seconds: gateway.call(RegistryApi.wait, call_id, seconds))
     if not status.state.is_terminal():
         response.headers["Retry-After"] = RETRY_AFTER
     return status
 
 
-def _ended_without_value(outcome: Outcome) -> JSONResponse:
+def _ended_without_value(outcome: CallOutcome) -> JSONResponse:
     error = outcome.error
     detail = ErrorDetail(
         type=error.type_name if error else "CancelledError",
@@ -311,16 +314,21 @@ async def call_result(
 ) -> Response:
     validate_call_id(call_id)
     deadline = time.monotonic() + wait
-    finished = await registry(request).finished(call_id)
-    outcome: Outcome = (
+    gateway = registry(request)
+
+    def get(seconds: float) -> Awaitable[CallOutcome]:
+        return gateway.call(RegistryApi.get, call_id, seconds)
+
+    finished = await gateway.finished(call_id)
+    outcome = (
         outcome_of(finished, time.time())
         if finished is not None
-        else await registry(request).wait_for("get", call_id, timeout=wait)
+        else await gateway.wait_for(wait, get)
     )
     while not outcome.state.is_terminal() and (remaining := deadline - time.monotonic()) > 0:
-        outcome = await registry(request).wait_for("get", call_id, timeout=remaining)
+        outcome = await gateway.wait_for(remaining, get)
     if not outcome.state.is_terminal():
-        status: CallStatus = await registry(request).call("status", call_id)
+        status = await gateway.call(RegistryApi.status, call_id)
         return JSONResponse(status.model_dump(mode="json"), status_code=202,
                             headers={"Retry-After": RETRY_AFTER})
     if outcome.expired:
@@ -345,8 +353,7 @@ async def call_result(
             summary="What a call's attempts printed to stdout and stderr")
 async def call_logs(request: Request, call_id: CallId) -> CallLogs:
     validate_call_id(call_id)
-    logs: CallLogs = await registry(request).call("logs", call_id)
-    return logs
+    return await registry(request).call(RegistryApi.logs, call_id)
 
 
 @router.post("/calls/{call_id}/cancel", response_model=CallStatus,
@@ -354,8 +361,7 @@ async def call_logs(request: Request, call_id: CallId) -> CallLogs:
              summary="Cancel a call: queued ones never run, running ones are stopped")
 async def cancel(request: Request, call_id: CallId) -> CallStatus:
     validate_call_id(call_id)
-    status: CallStatus = await registry(request).call("cancel", call_id)
-    return status
+    return await registry(request).call(RegistryApi.cancel, call_id)
 
 
 @router.post("/calls/outcomes", response_model=OutcomesResponse, responses=_errors(404),
@@ -364,12 +370,13 @@ async def outcomes(request: Request, body: OutcomesRequest) -> OutcomesResponse:
     for call_id in body.call_ids:
         validate_call_id(call_id)
     deadline = time.monotonic() + body.wait
-    found: list[Outcome] = await registry(request).wait_for(
-        "get_many", body.call_ids, timeout=body.wait, include_pending=body.include_pending
-    )
+    gateway = registry(request)
+
+    def get_many(seconds: float) -> Awaitable[list[CallOutcome]]:
+        return gateway.call(RegistryApi.get_many, body.call_ids, seconds, body.include_pending)
+
+    found = await gateway.wait_for(body.wait, get_many)
     while (not any(o.state.is_terminal() for o in found)
            and (remaining := deadline - time.monotonic()) > 0):
-        found = await registry(request).wait_for(
-            "get_many", body.call_ids, timeout=remaining, include_pending=body.include_pending
-        )
+        found = await gateway.wait_for(remaining, get_many)
     return OutcomesResponse(outcomes=[OutcomeModel.of(o) for o in found])

@@ -7,7 +7,7 @@ answers the same for the plain case too (the tests compare both):
 
 - ``GET /v1/calls/{id}/result`` of a call that succeeded. Once a call has finished its
   row never changes, and the server reads it from the store on this node
-  (``StoreReader``). A call not yet finished, a failure, an expired result, a query
+  (the store's ``Reader``). A call not yet finished, a failure, an expired result, a query
   string or a malformed ID go to the route.
 - ``POST /v1/apps/{app}/functions/{function}/calls`` with a small JSON body of ``args``
   and ``kwargs`` and no ``Idempotency-Key``. Anything the route would refuse before
@@ -22,14 +22,14 @@ import re
 import time
 from typing import Any
 
-from rayfn._ids import new_call_ids, validate_call_id
-from rayfn._names import validate_name
-from rayfn._payload import dumps_args
 from rayfn.exception import Error, InvalidError
+from rayfn.protocol.ids import new_call_ids, validate_call_id
+from rayfn.protocol.names import validate_name
+from rayfn.protocol.payload import dumps_args
 from rayfn.schemas import json_depth
 from rayfn.settings import get_settings
 from rayfn.states import CallState
-from rayfn_service.api.backend import Registry
+from rayfn_service.api.backend import RegistryGateway
 from rayfn_service.api.errors import error_body, status_for
 from rayfn_service.api.guard import ASGIApp, Message, Receive, Scope, Send
 from rayfn_service.api.routes import PICKLE_MEDIA_TYPE, RETRY_AFTER
@@ -43,7 +43,7 @@ _SMALL_BODY = 64 * 1024
 
 
 class Shortcuts:
-    def __init__(self, app: ASGIApp, backend: Registry) -> None:
+    def __init__(self, app: ASGIApp, backend: RegistryGateway) -> None:
         self.app = app
         self._backend = backend
 

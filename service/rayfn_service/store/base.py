@@ -1,4 +1,7 @@
-"""The Store protocol: what the registry needs from durable state, and its records."""
+"""The Store protocol: what the registry needs from durable state, and its records; the
+Reader protocol: what the REST server reads of finished calls from another process.
+
+Every backend implements both; nothing outside ``store/`` names a backend."""
 
 from __future__ import annotations
 
@@ -7,7 +10,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol, TypeVar
 
-from rayfn._payload import ErrorInfo
+from rayfn.protocol.payload import ErrorInfo
+from rayfn.protocol.records import CallQuery
 from rayfn.states import CallState
 
 
@@ -72,9 +76,16 @@ class NewCall:
 
 
 class Store(Protocol):
-    """Durable state. Writes happen inside ``transaction()``; reads see committed data."""
+    """Durable state. Writes happen inside ``transaction()``; reads see committed data.
+
+    A write the backend refuses raises StoreError, at the latest when its transaction or
+    savepoint ends."""
 
     def transaction(self, durable: bool = True) -> AbstractContextManager[None]: ...
+    def savepoint(self) -> AbstractContextManager[None]:
+        """Part of a transaction that can fail alone (one op of a group commit)."""
+        ...
+    def close(self) -> None: ...
 
     # deployments
     def deploy(
@@ -135,15 +146,26 @@ class Store(Protocol):
     def sweep_expired(
         self, now: float, limit: int = 10_000, *, idempotency_retention: float | None = None
     ) -> int: ...
-    def list_calls(
-        self,
-        *,
-        app: str | None = None,
-        function: str | None = None,
-        state: CallState | None = None,
-        limit: int = 100,
-        before: str | None = None,
-    ) -> list[CallRecord]: ...
+    def list_calls(self, query: CallQuery) -> list[CallRecord]: ...
+
+
+class Reader(Protocol):
+    """Read-only access to finished calls, for processes other than the registry.
+
+    Every failure, at opening or at any read, raises StoreError. A reader is used by one
+    thread at a time: another thread ``reopen()``s its own."""
+
+    def finished_call(self, call_id: str, status_only: bool = False) -> CallRecord | None:
+        """The call if it has finished; None if it has not or is unknown here.
+        ``status_only`` leaves out the result and the pickled error."""
+        ...
+    def result_bytes(self, call_id: str) -> int:
+        """Size of a call's pickled result (0 if none), read without reading the result."""
+        ...
+    def reopen(self) -> Reader:
+        """Another reader of the same store, with its own connection."""
+        ...
+    def close(self) -> None: ...
 
 
 T = TypeVar("T")

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from rayfn.exception import StoreError
-from rayfn_service.store.sqlite import SqliteStore
+from rayfn_service.store.base import Store
 
 T = TypeVar("T")
 _Op = tuple[Callable[[], Any], "concurrent.futures.Future[Any]", bool]
@@ -29,7 +29,7 @@ _STOP = object()
 
 
 class GroupCommit:
-    def __init__(self, store: SqliteStore, max_batch: int = 10_000) -> None:
+    def __init__(self, store: Store, max_batch: int = 10_000) -> None:
         self._store = store
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[_Op | object] = queue.SimpleQueue()
@@ -87,12 +87,4 @@ class GroupCommit:
                 if error is None:
                     future.set_result(value)
                 else:
-                    future.set_exception(_as_store_error(error))
-
-
-def _as_store_error(exc: BaseException) -> BaseException:
-    import sqlite3
-
-    if isinstance(exc, sqlite3.Error):
-        return StoreError(f"the store refused a write: {exc}")
-    return exc
+                    future.set_exception(error)  # a refused write: StoreError (savepoint)

@@ -2,24 +2,39 @@
 
 Writes run inside ``transaction()``; the registry's group commit wraps many of them in
 one transaction so concurrent spawns share one fsync.
+
+Rows are read by column name: each SELECT list is made from the parameter names of the
+function (or record class) that builds the row's record, so no column can feed the wrong
+field, and reading costs what indexing did (no mapping is built per row).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
+import operator
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rayfn._payload import ErrorInfo
 from rayfn.exception import ConflictError, StoreError
+from rayfn.protocol.payload import ErrorInfo
+from rayfn.protocol.records import CallQuery
 from rayfn.states import CallState
-from rayfn_service.store.base import AppRecord, CallRecord, Claim, FunctionRecord, NewCall, chunks
+from rayfn_service.store.base import (
+    AppRecord,
+    CallRecord,
+    Claim,
+    FunctionRecord,
+    NewCall,
+    Store,
+    chunks,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS apps (
@@ -76,16 +91,9 @@ CREATE INDEX IF NOT EXISTS idempotency_age ON idempotency (created_at);
 _ACTIVE = (CallState.QUEUED.value, CallState.RUNNING.value, CallState.RETRYING.value)
 _FINISHED = tuple(s.value for s in CallState if s.is_terminal())
 _STATE_OF = {s.value: s for s in CallState}  # a dict lookup is cheaper than CallState(...)
-_CALL_COLUMNS = (
-    "id, app, function, version, state, attempts, created_at, started_at, finished_at, "
-    "expires_at, expired, error_type, error_message"
-)
-_PAYLOAD_COLUMNS = ", result, error_traceback, error_blob, result_json"
-# What a status shows of the payload: the traceback, never the result's bytes (which may
-# be large and are read only for the result itself).
-_STATUS_COLUMNS = ", NULL, error_traceback, NULL, NULL"
 # An attempt's output is added to the call's log; None adds nothing (two parameters).
 _ADD_LOGS = "logs = CASE WHEN ? IS NULL THEN logs ELSE COALESCE(logs, '') || ? END"
+_by_id = operator.attrgetter("id")
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -96,32 +104,79 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _call_record(row: Sequence[Any], with_payload: bool) -> CallRecord:
-    result = row[13] if with_payload else None
+def _select_list(
+    build: Callable[..., object], *, table: str = "", leave_out: Collection[str] = ()
+) -> str:
+    """The SELECT list whose rows ``build(*row)`` takes: its parameters' names, in order.
+
+    ``leave_out`` names its last parameters, which have defaults: those columns are not
+    read at all (not even as NULL: SQLite sorts every column selected)."""
+    params = list(inspect.signature(build).parameters.values())
+    kept, left = params[: len(params) - len(leave_out)], params[len(params) - len(leave_out) :]
+    if {p.name for p in left} != set(leave_out) or any(p.default is p.empty for p in left):
+        raise ValueError(f"{sorted(leave_out)} are not the last, defaulted, parameters")
+    prefix = f"{table}." if table else ""
+    return ", ".join(prefix + p.name for p in kept)
+
+
+def _call_record(
+    id: str,
+    app: str,
+    function: str,
+    version: int,
+    state: str,
+    attempts: int,
+    created_at: float,
+    started_at: float | None,
+    finished_at: float | None,
+    expires_at: float | None,
+    expired: int,
+    error_type: str | None,
+    error_message: str | None,
+    # the payload, in the order reads leave it out (see _select_list)
+    error_traceback: str | None = None,
+    result: bytes | None = None,
+    error_blob: bytes | None = None,
+    result_json: str | None = None,
+) -> CallRecord:
+    """A call from one row of ``calls``: the parameters are the columns read."""
     error = None
-    if row[11] is not None:
+    if error_type is not None:
         error = ErrorInfo(
-            type_name=row[11],
-            message=row[12] or "",
-            traceback=(row[14] or "") if with_payload else "",
-            exception=row[15] if with_payload else None,
+            type_name=error_type,
+            message=error_message or "",
+            traceback=error_traceback or "",
+            exception=error_blob,
         )
     return CallRecord(
-        id=row[0],
-        app=row[1],
-        function=row[2],
-        version=row[3],
-        state=_STATE_OF[row[4]],
-        attempts=row[5],
-        created_at=row[6],
-        started_at=row[7],
-        finished_at=row[8],
-        expires_at=row[9],
-        expired=bool(row[10]),
+        id=id,
+        app=app,
+        function=function,
+        version=version,
+        state=_STATE_OF[state],
+        attempts=attempts,
+        created_at=created_at,
+        started_at=started_at,
+        finished_at=finished_at,
+        expires_at=expires_at,
+        expired=bool(expired),
         result=result,
         error=error,
-        result_json=row[16] if with_payload else None,
+        result_json=result_json,
     )
+
+
+# A call with all of its payload: what a result needs.
+_CALL_COLUMNS = _select_list(_call_record)
+# What a status shows of the payload: the traceback, never the result's bytes (which may
+# be large and are read only for the result itself).
+_STATUS_COLUMNS = _select_list(_call_record, leave_out=("result", "error_blob", "result_json"))
+# A call without its payload (listings).
+_SUMMARY_COLUMNS = _select_list(
+    _call_record, leave_out=("error_traceback", "result", "error_blob", "result_json")
+)
+_CLAIM_COLUMNS = _select_list(Claim)
+_FUNCTION_COLUMNS = _select_list(FunctionRecord, table="f")
 
 
 class SqliteStore:
@@ -147,7 +202,9 @@ class SqliteStore:
 
     def _migrate(self) -> None:
         """Add columns that stores made by earlier versions lack."""
-        columns = {row[1] for row in self._write.execute("PRAGMA table_info(calls)")}
+        columns = {
+            name for (name,) in self._write.execute("SELECT name FROM pragma_table_info('calls')")
+        }
         if "result_json" not in columns:
             self._write.execute("ALTER TABLE calls ADD COLUMN result_json TEXT")
         if "logs" not in columns:
@@ -183,23 +240,26 @@ class SqliteStore:
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
-        """Part of a transaction that can fail alone (one op of a group commit)."""
+        """Part of a transaction that can fail alone (one op of a group commit); a write
+        SQLite refuses in it raises StoreError."""
         self._write.execute("SAVEPOINT op")
         try:
             yield
-        except BaseException:
+        except BaseException as exc:
             self._write.execute("ROLLBACK TO op")
             self._write.execute("RELEASE op")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"the store refused a write: {exc}") from exc
             raise
         self._write.execute("RELEASE op")
 
     # ---- deployments -------------------------------------------------------------
 
     def next_version(self, app: str) -> int:
-        row = self._write.execute(
+        (latest,) = self._write.execute(
             "SELECT COALESCE(MAX(version), 0) FROM functions WHERE app = ?", (app,)
         ).fetchone()
-        return int(row[0]) + 1
+        return int(latest) + 1
 
     def deploy(
         self, app: str, functions: Sequence[FunctionRecord], *, ephemeral: bool, now: float
@@ -238,14 +298,14 @@ class SqliteStore:
         ).fetchall()
         return [
             AppRecord(
-                name=r[0],
-                version=r[1],
-                state=r[2],
-                ephemeral=bool(r[3]),
-                updated_at=r[4],
-                functions=tuple(sorted(r[5].split("\0"))) if r[5] else (),
+                name=name,
+                version=version,
+                state=state,
+                ephemeral=bool(ephemeral),
+                updated_at=updated_at,
+                functions=tuple(sorted(functions.split("\0"))) if functions else (),
             )
-            for r in rows
+            for name, version, state, ephemeral, updated_at, functions in rows
         ]
 
     def get_app(self, app: str) -> AppRecord | None:
@@ -262,22 +322,22 @@ class SqliteStore:
     ) -> FunctionRecord | None:
         if version is None:
             row = self._read.execute(
-                "SELECT f.app, f.version, f.name, f.options, f.code, f.runtime_env "
+                f"SELECT {_FUNCTION_COLUMNS} "
                 "FROM functions f JOIN apps a ON a.name = f.app AND a.version = f.version "
                 "WHERE a.name = ? AND f.name = ? AND a.state = 'deployed'",
                 (app, name),
             ).fetchone()
         else:
             row = self._read.execute(
-                "SELECT app, version, name, options, code, runtime_env FROM functions "
-                "WHERE app = ? AND name = ? AND version = ?",
+                f"SELECT {_FUNCTION_COLUMNS} FROM functions f "
+                "WHERE f.app = ? AND f.name = ? AND f.version = ?",
                 (app, name, version),
             ).fetchone()
         return FunctionRecord(*row) if row else None
 
     def live_functions(self) -> list[FunctionRecord]:
         rows = self._read.execute(
-            "SELECT f.app, f.version, f.name, f.options, f.code, f.runtime_env "
+            f"SELECT {_FUNCTION_COLUMNS} "
             "FROM functions f JOIN apps a ON a.name = f.app AND a.version = f.version "
             "WHERE a.state = 'deployed'"
         ).fetchall()
@@ -301,11 +361,12 @@ class SqliteStore:
                 (key, request_hash, json.dumps(list(call_ids)), time.time()),
             )
             return list(call_ids)
-        if row[0] != request_hash:
+        seen_hash, seen_ids = row
+        if seen_hash != request_hash:
             raise ConflictError(
                 f"Idempotency-Key {key!r} was already used for a different request"
             )
-        return list(json.loads(row[1]))
+        return list(json.loads(seen_ids))
 
     def insert_calls(self, calls: Sequence[NewCall]) -> None:
         # OR IGNORE: a client that retries a spawn after a registry restart resends the
@@ -321,11 +382,12 @@ class SqliteStore:
             "UPDATE calls SET state = 'running', attempts = attempts + 1, "
             "started_at = COALESCE(started_at, ?) WHERE id IN (SELECT id FROM calls "
             "WHERE app = ? AND function = ? AND state = 'queued' ORDER BY id LIMIT ?) "
-            "RETURNING id, app, function, version, attempts, args",
+            f"RETURNING {_CLAIM_COLUMNS}",
             (now, app, function, limit),
         ).fetchall()
-        rows.sort(key=lambda r: r[0])
-        return [Claim(*row) for row in rows]
+        claims = [Claim(*row) for row in rows]
+        claims.sort(key=_by_id)  # RETURNING promises no order
+        return claims
 
     def mark_retrying(self, call_id: str, logs: str | None = None) -> bool:
         cur = self._write.execute(
@@ -338,7 +400,7 @@ class SqliteStore:
         row = self._write.execute(
             "UPDATE calls SET state = 'running', attempts = attempts + 1 "
             "WHERE id = ? AND state = 'retrying' "
-            "RETURNING id, app, function, version, attempts, args",
+            f"RETURNING {_CLAIM_COLUMNS}",
             (call_id,),
         ).fetchone()
         return Claim(*row) if row else None
@@ -412,15 +474,21 @@ class SqliteStore:
         row = self._read.execute(
             "SELECT state, logs FROM calls WHERE id = ?", (call_id,)
         ).fetchone()
-        return None if row is None else (_STATE_OF[row[0]], row[1] or "")
+        if row is None:
+            return None
+        state, logs = row
+        return _STATE_OF[state], logs or ""
 
     def cancel(self, call_id: str, now: float, expires_at: float) -> CallState | None:
         """Cancel an unfinished call; return its state before, or None if it had ended."""
         row = self._write.execute("SELECT state FROM calls WHERE id = ?", (call_id,)).fetchone()
-        if row is None or row[0] not in _ACTIVE:
+        if row is None:
+            return None
+        (state,) = row
+        if state not in _ACTIVE:
             return None
         self.finish(call_id, CallState.CANCELLED, now=now, expires_at=expires_at)
-        return CallState(row[0])
+        return _STATE_OF[state]
 
     def cancel_app_calls(
         self, app: str, now: float, expires_at: float
@@ -428,8 +496,8 @@ class SqliteStore:
         """Cancel the app's unfinished calls; return how many, and the IDs of those that
         had started (the queue itself may hold a million: those IDs are not listed)."""
         started = [
-            r[0]
-            for r in self._write.execute(
+            call_id
+            for (call_id,) in self._write.execute(
                 "SELECT id FROM calls WHERE app = ? AND state IN (?, ?)",
                 (app, CallState.RUNNING.value, CallState.RETRYING.value),
             )
@@ -445,10 +513,12 @@ class SqliteStore:
         self, call_id: str, with_payload: bool = True, status_only: bool = False
     ) -> CallRecord | None:
         """The call; ``status_only`` leaves out the result and the pickled error."""
-        payload = _STATUS_COLUMNS if status_only else _PAYLOAD_COLUMNS if with_payload else ""
-        row = self._read.execute(f"SELECT {_CALL_COLUMNS}{payload} FROM calls WHERE id = ?",
+        columns = (
+            _STATUS_COLUMNS if status_only else _CALL_COLUMNS if with_payload else _SUMMARY_COLUMNS
+        )
+        row = self._read.execute(f"SELECT {columns} FROM calls WHERE id = ?",
                                  (call_id,)).fetchone()
-        return _call_record(row, bool(payload)) if row else None
+        return _call_record(*row) if row else None
 
     def get_calls(self, call_ids: Sequence[str], finished_only: bool = False) -> list[CallRecord]:
         """The known calls among ``call_ids``; with ``finished_only`` just those that have
@@ -458,11 +528,10 @@ class SqliteStore:
         for part in chunks(call_ids, 500):
             marks = ",".join("?" * len(part))
             rows = self._read.execute(
-                f"SELECT {_CALL_COLUMNS}{_PAYLOAD_COLUMNS} FROM calls WHERE id IN ({marks})"
-                + finished,
+                f"SELECT {_CALL_COLUMNS} FROM calls WHERE id IN ({marks})" + finished,
                 (*part, *(_FINISHED if finished_only else ())),
             ).fetchall()
-            records.extend(_call_record(row, True) for row in rows)
+            records.extend(_call_record(*row) for row in rows)
         return records
 
     def call_states(self, call_ids: Sequence[str]) -> dict[str, CallState]:
@@ -473,7 +542,7 @@ class SqliteStore:
             rows = self._read.execute(
                 f"SELECT id, state FROM calls WHERE id IN ({marks})", tuple(part)
             ).fetchall()
-            states.update((row[0], _STATE_OF[row[1]]) for row in rows)
+            states.update((call_id, _STATE_OF[state]) for call_id, state in rows)
         return states
 
     def recover(self) -> int:
@@ -487,7 +556,7 @@ class SqliteStore:
         rows = self._read.execute(
             "SELECT DISTINCT app, function FROM calls WHERE state = 'queued'"
         ).fetchall()
-        return [(r[0], r[1]) for r in rows]
+        return [(app, function) for app, function in rows]
 
     def queue_depths(self) -> dict[tuple[str, str], dict[str, int]]:
         rows = self._read.execute(
@@ -521,31 +590,27 @@ class SqliteStore:
             ).rowcount
         return swept
 
-    def list_calls(
-        self,
-        *,
-        app: str | None = None,
-        function: str | None = None,
-        state: CallState | None = None,
-        limit: int = 100,
-        before: str | None = None,
-    ) -> list[CallRecord]:
+    def list_calls(self, query: CallQuery) -> list[CallRecord]:
+        """The calls ``query`` asks for, newest first, without their payload."""
         clauses: list[str] = []
         params: list[Any] = []
-        for column, value in (
-            ("app", app),
-            ("function", function),
-            ("state", state.value if state else None),
+        for condition, value in (
+            ("app = ?", query.app),
+            ("function = ?", query.function),
+            ("state = ?", query.state.value if query.state else None),
+            ("id < ?", query.before),
         ):
             if value is not None:
-                clauses.append(f"{column} = ?")
+                clauses.append(condition)
                 params.append(value)
-        if before is not None:
-            clauses.append("id < ?")
-            params.append(before)
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         rows = self._read.execute(
-            f"SELECT {_CALL_COLUMNS} FROM calls {where} ORDER BY id DESC LIMIT ?",
-            (*params, limit),
+            f"SELECT {_SUMMARY_COLUMNS} FROM calls {where} ORDER BY id DESC LIMIT ?",
+            (*params, query.limit),
         ).fetchall()
-        return [_call_record(row, False) for row in rows]
+        return [_call_record(*row) for row in rows]
+
+
+if TYPE_CHECKING:
+    # SqliteStore implements every method of Store: a drift between them is a type error.
+    _conforms: type[Store] = SqliteStore

@@ -15,9 +15,10 @@ import ray
 
 import rayfn
 from rayfn._client import get_client
-from rayfn._ids import new_call_id
-from rayfn._payload import dumps_args
 from rayfn.exception import DeploymentError, NotFoundError
+from rayfn.protocol.ids import new_call_id
+from rayfn.protocol.operations import RegistryApi
+from rayfn.protocol.payload import dumps_args
 from rayfn_service.names import REGISTRY_ACTOR
 from rayfn_service.store import FunctionRecord, SqliteStore
 from rayfn_service.store.base import NewCall
@@ -95,12 +96,13 @@ def test_a_bad_stored_deployment_does_not_take_the_registry_down(
             rayfn.Function.from_name(bad_app, name).spawn().object_id  # noqa: B018
         assert next(iter(options)) in str(info.value)
     # The other apps and the listing still work, and the bad app can be stopped.
-    assert {a.name for a in get_client().list_apps()} >= {unique_app, bad_app}
+    assert {a.name for a in get_client().call(RegistryApi.list_apps)} >= {unique_app, bad_app}
     assert double.remote(21) == 42
     rayfn.app.stop_app(bad_app)
     with pytest.raises(NotFoundError):
         rayfn.Function.from_name(bad_app, "infinite_cpu").spawn().object_id  # noqa: B018
-    assert bad_app not in {a.name for a in get_client().list_apps() if a.state == "deployed"}
+    apps = get_client().call(RegistryApi.list_apps)
+    assert bad_app not in {a.name for a in apps if a.state == "deployed"}
     tally.seconds = time.monotonic() - started
     tally.record()
     assert tally.lost == 0, tally.notes[:20]

@@ -21,8 +21,8 @@ import pytest
 
 import rayfn
 from rayfn.settings import get_settings
-from rayfn_service.launch import HeadInfo
 from rayfn_service.processes import free_port
+from rayfn_service.ray_head import HeadInfo
 
 from .harness import Tally, read_runs, wait_until
 

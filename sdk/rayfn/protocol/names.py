@@ -24,3 +24,7 @@ def validate_name(kind: str, name: object) -> str:
             "and must start with a letter or digit"
         )
     return name
+
+
+# The registry actor's name in its namespace (one registry per namespace).
+REGISTRY_ACTOR = "rayfn-registry"

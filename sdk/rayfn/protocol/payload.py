@@ -124,7 +124,7 @@ class ErrorInfo:
 
 
 @dataclasses.dataclass(frozen=True)
-class Outcome:
+class CallOutcome:
     """What the service knows about a call's end, as the client receives it."""
 
     call_id: str
@@ -195,7 +195,7 @@ def rebuild_exception(error: ErrorInfo) -> BaseException:
     return exc
 
 
-def unwrap(outcome: Outcome) -> Any:
+def unwrap(outcome: CallOutcome) -> Any:
     """Return the call's value, or raise what a terminal non-success outcome means."""
     if outcome.state is CallState.SUCCEEDED:
         assert outcome.result is not None

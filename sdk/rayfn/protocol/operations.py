@@ -1,0 +1,92 @@
+"""The registry's operations: declared once, here.
+
+The registry actor implements :class:`RegistryApi` (mypy checks it, see
+``rayfn_service.registry``). Callers never name an operation by a string: they pass the
+operation itself, ``client.call(RegistryApi.status, call_id)``, and the transport turns it
+into a Ray actor call (``rayfn.protocol.actor``) or a REST request (the HTTP client), with
+the argument and return types of the declaration below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+
+from rayfn.protocol.payload import CallOutcome
+from rayfn.protocol.records import (
+    CallQuery,
+    DeployedFunction,
+    DeployResult,
+    MetricsSnapshot,
+    RegistryInfo,
+)
+from rayfn.schemas import AppInfo, CallLogs, CallStatus, FunctionInfo, FunctionStats
+
+__all__ = ["Idempotency", "Operation", "RegistryApi", "operation_name"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# (key, hash of the request): a repeated request with the key returns the first one's calls.
+Idempotency = tuple[str, str]
+
+
+class RegistryApi(Protocol):
+    """What the registry does. Every operation is safe to repeat: spawns carry IDs the
+    client made, so a client retries freely while the registry restarts."""
+
+    # ---- health and deployments ----
+    async def ping(self) -> RegistryInfo: ...
+    async def deploy(
+        self, app: str, functions: Sequence[DeployedFunction], ephemeral: bool = False
+    ) -> DeployResult:
+        """Store a new version of ``app`` and serve its web endpoints (unless
+        ``ephemeral``); returns the version and the endpoints' URLs."""
+    async def stop_app(self, app: str) -> int:
+        """Stop ``app``: no new calls, unfinished ones cancelled; returns how many."""
+    async def list_apps(self) -> list[AppInfo]: ...
+    async def function_info(self, app: str, name: str) -> FunctionInfo: ...
+
+    # ---- calls ----
+    async def spawn(
+        self,
+        app: str,
+        name: str,
+        calls: Sequence[tuple[str, bytes]],
+        idempotency: Idempotency | None = None,
+    ) -> list[str]:
+        """Accept ``(call ID, pickled arguments)`` pairs; answer once they are committed.
+        Returns the accepted IDs (the first request's, for a repeated idempotency key)."""
+    async def get(self, call_id: str, timeout: float | None) -> CallOutcome:
+        """The call's outcome, waiting up to ``timeout`` (capped) while it is unfinished."""
+    async def wait(self, call_id: str, timeout: float) -> None:
+        """Return when the call has ended, or after ``timeout`` (capped)."""
+    async def get_many(
+        self, call_ids: Sequence[str], timeout: float, include_pending: bool = False
+    ) -> list[CallOutcome]:
+        """The finished calls among ``call_ids``, waiting up to ``timeout`` for the first
+        (with ``include_pending``, unfinished ones too, state only)."""
+    async def status(self, call_id: str) -> CallStatus: ...
+    async def logs(self, call_id: str) -> CallLogs: ...
+    async def cancel(self, call_id: str) -> CallStatus: ...
+    async def list_calls(self, query: CallQuery) -> list[CallStatus]: ...
+    async def stats(self) -> list[FunctionStats]: ...
+    async def metrics(self) -> tuple[MetricsSnapshot, list[FunctionStats]]: ...
+
+    # ---- reports from workers ----
+    async def attempt_started(self, call_id: str, attempt: int, node_id: str) -> None: ...
+    async def attempt_output(self, call_id: str, attempt: int, text: str) -> None: ...
+    async def attempt_stuck(self, call_id: str, attempt: int) -> None:
+        """The attempt ignored its timeout (stuck in C code): the registry kills its task."""
+
+
+# An operation as callers pass it: ``RegistryApi.status`` and its kin.
+Operation = Callable[Concatenate[RegistryApi, P], Awaitable[R]]
+
+
+def operation_name(operation: Callable[..., Any]) -> str:
+    """The name a transport sends: only operations of :class:`RegistryApi` have one."""
+    name = getattr(operation, "__name__", "")
+    if getattr(RegistryApi, name, None) is not operation:
+        raise TypeError(f"{operation!r} is not an operation of RegistryApi")
+    return str(name)

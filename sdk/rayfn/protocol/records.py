@@ -1,0 +1,174 @@
+"""The records that cross the line between the SDK and the service, and between the
+registry and its workers: named, frozen, and checked by mypy wherever they are built or
+read.
+
+Records sent once per call (a task's calls, an attempt's outcome) pickle as their class
+and a tuple of fields: Ray pickles each of them, and the default dataclass pickling
+(a dict of state per object) costs several times more.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import operator
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
+
+from rayfn.protocol.payload import ErrorInfo
+from rayfn.states import CallState
+
+if TYPE_CHECKING:
+    import ray
+
+__all__ = [
+    "AttemptOutcome",
+    "CallQuery",
+    "DeployResult",
+    "DeployedFunction",
+    "FunctionRef",
+    "MetricsSnapshot",
+    "OutcomeKind",
+    "RegistryAddress",
+    "RegistryInfo",
+    "TaskCall",
+    "TaskSpec",
+]
+
+T = TypeVar("T")
+
+
+def _pickled_as_tuple(cls: type[T]) -> type[T]:
+    """Give a frozen dataclass a ``__reduce__`` of (class, field values)."""
+    fields = operator.attrgetter(*(f.name for f in dataclasses.fields(cls)))  # type: ignore[arg-type]
+
+    def __reduce__(self: T) -> tuple[Callable[..., T], tuple[Any, ...]]:
+        return cls, fields(self)
+
+    cls.__reduce__ = __reduce__  # type: ignore[method-assign,assignment]
+    return cls
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeployedFunction:
+    """One function of an app as it is deployed: what the registry stores and loads."""
+
+    name: str
+    options: str  # FunctionOptions as JSON
+    code: bytes  # the cloudpickled function
+    runtime_env: str  # JSON
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeployResult:
+    """A deploy's answer: the new version, and the URL of each web endpoint it serves."""
+
+    version: int
+    web_urls: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CallQuery:
+    """Which calls to list, newest first; ``before`` is the cursor (a call ID)."""
+
+    app: str | None = None
+    function: str | None = None
+    state: CallState | None = None
+    limit: int = 100
+    before: str | None = None
+
+
+@_pickled_as_tuple
+@dataclasses.dataclass(frozen=True, slots=True)
+class FunctionRef:
+    """One version of one deployed function."""
+
+    app: str
+    version: int
+    name: str
+
+
+@_pickled_as_tuple
+@dataclasses.dataclass(frozen=True, slots=True)
+class RegistryAddress:
+    """Where a worker reports to: the registry actor's namespace and name."""
+
+    namespace: str
+    name: str
+
+
+@_pickled_as_tuple
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskCall:
+    """One call a task runs: its ID, which attempt this is, its pickled arguments."""
+
+    call_id: str
+    attempt: int
+    args: bytes
+
+
+@_pickled_as_tuple
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """Everything one Ray task needs, as a single argument (Ray prepares each argument
+    on its own: one instead of six makes a submit several times cheaper)."""
+
+    # The pickled function, or (when large) a one-element list holding its ObjectRef: a
+    # list, so Ray passes the ref as a handle instead of resolving it for every task.
+    code: bytes | list[ray.ObjectRef[Any]]
+    function: FunctionRef
+    timeout: float  # seconds, per attempt, from its real start
+    registry: RegistryAddress
+    report_node: bool  # tell the registry where each attempt runs (clusters of >1 node)
+    calls: tuple[TaskCall, ...]  # run in turn
+
+
+class OutcomeKind(enum.Enum):
+    """How an attempt that ran to its end in the worker ended."""
+
+    SUCCEEDED = "succeeded"  # returned a value
+    FAILED = "failed"  # raised
+    TIMED_OUT = "timed_out"  # interrupted at its deadline
+    INVALID = "invalid"  # its arguments cannot be used at all: no retry can help
+
+
+@_pickled_as_tuple
+@dataclasses.dataclass(frozen=True, slots=True)
+class AttemptOutcome:
+    """What the worker returns for one call: plain data the registry reads without the
+    user's modules."""
+
+    kind: OutcomeKind
+    seconds: float  # the call's time in the worker
+    output: str  # what it printed
+    result: bytes | None = None  # SUCCEEDED: the value, pickled
+    result_json: str | None = None  # SUCCEEDED: the value as JSON text, when it has one
+    error: ErrorInfo | None = None  # every other kind
+
+    def __post_init__(self) -> None:
+        if (self.kind is OutcomeKind.SUCCEEDED) != (self.result is not None):
+            raise ValueError("a succeeded attempt has a result and no other kind has one")
+        if (self.kind is OutcomeKind.SUCCEEDED) == (self.error is not None):
+            raise ValueError("every attempt that did not succeed carries its error")
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricsSnapshot:
+    """The registry's counters, rendered by the REST server's ``/metrics``."""
+
+    outcomes: dict[tuple[str, str, str], int]  # (app, function, state) -> calls
+    durations: dict[tuple[str, str], tuple[list[int], float]]  # bucket counts, total
+    accepted: dict[tuple[str, str], int]
+
+
+class RegistryInfo(TypedDict):
+    """The registry's own account of itself (``ping``)."""
+
+    started_at: float
+    store: str  # where its store is (no secrets)
+    pid: int
+    node_id: str
+    job_id: str  # of the process that made the actor
+    store_problem: str | None  # why the store cannot be opened now
+    waiting: int  # requests waiting for calls to end now
+    pings: int  # this one included
