@@ -346,7 +346,7 @@ class Dispatcher:
             registry=self._registry_address,
             report_node=report_node,  # on one node, where it runs needs no report
             calls=tuple(TaskCall(claim.id, claim.attempts, claim.args) for claim in claims),
-        ))
+        ).to_wire())
         batch = Batch(queue=queue, function=fn, ref=ref, submitted_at=time.monotonic())
         if len(claims) == 1:
             self._alone.discard(claims[0].id)
@@ -412,7 +412,8 @@ class Dispatcher:
                     del self.inflight[attempt.claim.id]
             error = future.exception()
             if error is None:
-                ends = self._returned(batch, future.result())
+                outcomes = [AttemptOutcome.from_wire(wire) for wire in future.result()]
+                ends = self._returned(batch, outcomes)
             else:
                 ends = self._task_failed(batch, error)
             self._settle(batch, ends, now, succeeded)

@@ -149,3 +149,25 @@ def test_outcome_kinds_are_stable_strings() -> None:
     }
     assert OutcomeKind("timed_out") is OutcomeKind.TIMED_OUT
     assert pickle.loads(pickle.dumps(OutcomeKind.INVALID)) is OutcomeKind.INVALID
+
+
+def test_a_task_spec_crosses_ray_as_plain_tuples_and_comes_back_equal() -> None:
+    spec = TaskSpec(b"code", FunctionRef("app", 3, "f"), 30.0, RegistryAddress("ns", "reg"),
+                    True, (TaskCall("fc-a", 1, b"x"), TaskCall("fc-b", 2, b"y")))
+    wire = spec.to_wire()
+    assert _only_builtins(wire)  # what Ray serializes fastest
+    assert TaskSpec.from_wire(pickle.loads(pickle.dumps(wire))) == spec
+
+
+def test_an_attempt_outcome_crosses_ray_as_a_tuple_and_is_checked_on_arrival() -> None:
+    done = AttemptOutcome(OutcomeKind.SUCCEEDED, 0.5, "hi\n", result=b"r", result_json="1")
+    assert _only_builtins(done.to_wire())
+    assert AttemptOutcome.from_wire(done.to_wire()) == done
+    with pytest.raises(ValueError):
+        AttemptOutcome.from_wire(("succeeded", 0.1, "", None, None, None))
+
+
+def _only_builtins(value: object) -> bool:
+    if isinstance(value, tuple):
+        return all(_only_builtins(item) for item in value)
+    return value is None or type(value) in (str, bytes, int, float, bool)
