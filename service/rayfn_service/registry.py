@@ -213,7 +213,7 @@ class Registry:
         endpoints = [f for f in functions if has_web_endpoint(f.options)]
         urls: dict[str, str] = {}
         if not ephemeral and (endpoints or served_before):
-            urls = await _in_worker(web.sync_task, app, endpoints, self._settings,
+            urls = await web.in_worker(web.sync_task, app, endpoints, self._settings,
                                     served_before)
         return DeployResult(version, urls)
 
@@ -233,7 +233,7 @@ class Registry:
         if result is None:
             raise NotFoundError(f"no deployed app named {app!r}")
         if served:
-            await _in_worker(web.remove_task, app, self._settings)
+            await web.in_worker(web.remove_task, app, self._settings)
         cancelled, started = result
         self._dispatcher.cancel_all(started)
         # Wake whoever waits on a call that just ended (few waiters, however long the queue).
@@ -579,20 +579,6 @@ class Registry:
             request_resources(bundles=bundles)
         except Exception:  # no autoscaler (a fixed local cluster): nothing to ask
             logger.debug("request_resources unavailable", exc_info=True)
-
-
-async def _in_worker(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-    """Run ``fn`` as a Ray task and await it (off the registry's process: Ray Serve's
-    work), raising what it raised."""
-    task = ray.remote(num_cpus=0, max_retries=0)(fn)
-    try:
-        answer: R = await task.remote(*args, **kwargs)
-    except ray.exceptions.RayTaskError as exc:
-        cause = getattr(exc, "cause", None)
-        if isinstance(cause, Exception):
-            raise cause from None
-        raise
-    return answer
 
 
 def settings_for_registry(settings: Settings) -> str:

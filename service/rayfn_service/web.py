@@ -20,8 +20,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, ParamSpec, TypeVar
 
 import cloudpickle
 import ray
@@ -38,6 +38,7 @@ __all__ = [
     "deploy_endpoints",
     "deployed_endpoints",
     "has_web_endpoint",
+    "in_worker",
     "remove_endpoints",
     "remove_task",
     "sync_endpoints",
@@ -45,6 +46,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # Ray Serve's controller actor (ray.serve._private.constants), looked up without
 # importing Serve, which is slow to import, so that apps without endpoints never pay for it.
@@ -107,6 +111,20 @@ def _endpoint_code(function: DeployedFunction) -> EndpointCode:
 def remove_task(app: str, settings: Settings) -> list[str]:
     """The Ray task the registry runs when an app stops: :func:`remove_endpoints`."""
     return remove_endpoints(app, settings)
+
+
+async def in_worker(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run ``fn`` as a Ray task and await it (off the registry's process: Ray Serve's
+    work), raising what it raised."""
+    task = ray.remote(num_cpus=0, max_retries=0)(fn)
+    try:
+        answer: R = await task.remote(*args, **kwargs)
+    except ray.exceptions.RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, Exception):
+            raise cause from None
+        raise
+    return answer
 
 
 def _prefix(app: str, settings: Settings) -> str:

@@ -1,0 +1,53 @@
+"""The SQLite store's tables and indexes, created on open (``CREATE ... IF NOT EXISTS``)."""
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS apps (
+    name TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    ephemeral INTEGER NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS functions (
+    app TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    options TEXT NOT NULL,
+    code BLOB NOT NULL,
+    runtime_env TEXT NOT NULL,
+    PRIMARY KEY (app, version, name)
+);
+CREATE TABLE IF NOT EXISTS calls (
+    id TEXT PRIMARY KEY,
+    app TEXT NOT NULL,
+    function TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    expires_at REAL,
+    expired INTEGER NOT NULL DEFAULT 0,
+    args BLOB,
+    result BLOB,
+    result_json TEXT,
+    error_type TEXT,
+    error_message TEXT,
+    error_traceback TEXT,
+    error_blob BLOB,
+    logs TEXT
+);
+CREATE TABLE IF NOT EXISTS idempotency (
+    key TEXT PRIMARY KEY,
+    request_hash TEXT NOT NULL,
+    call_ids TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+-- dispatch takes the oldest queued calls of one function: O(log n) whatever the queue
+CREATE INDEX IF NOT EXISTS calls_queue ON calls (app, function, state, id);
+-- the sweeper finds finished calls past retention without scanning the rest
+CREATE INDEX IF NOT EXISTS calls_expiry ON calls (expires_at) WHERE expired = 0;
+-- ... and Idempotency-Keys past retention
+CREATE INDEX IF NOT EXISTS idempotency_age ON idempotency (created_at);
+"""
