@@ -35,7 +35,7 @@ from rayfn.exception import (
     StoreError,
 )
 from rayfn.protocol.payload import ErrorInfo, error_of
-from rayfn.protocol.records import AttemptOutcome, RegistryAddress, TaskCall, TaskSpec
+from rayfn.protocol.records import AttemptOutcome, RegistryAddress, TaskSpec
 from rayfn.states import CallState
 from rayfn_service.capacity import Capacity, shape_of
 from rayfn_service.catalog import Catalog, RuntimeFunction
@@ -339,14 +339,11 @@ class Dispatcher:
         # A task of several calls is not re-run by Ray when its worker dies: its calls go
         # back to the queue one to a task, so a call that kills its worker fails alone.
         task = fn.task if len(claims) == 1 else fn.batch_task
-        ref = task.remote(TaskSpec(
-            code=fn.code,
-            function=fn.ref,
-            timeout=fn.options.timeout,
-            registry=self._registry_address,
-            report_node=report_node,  # on one node, where it runs needs no report
-            calls=tuple(TaskCall(claim.id, claim.attempts, claim.args) for claim in claims),
-        ).to_wire())
+        ref = task.remote(TaskSpec.wire(
+            fn.code, fn.ref, fn.options.timeout, self._registry_address,
+            report_node,  # on one node, where it runs needs no report
+            tuple((claim.id, claim.attempts, claim.args) for claim in claims),
+        ))
         batch = Batch(queue=queue, function=fn, ref=ref, submitted_at=time.monotonic())
         if len(claims) == 1:
             self._alone.discard(claims[0].id)

@@ -45,6 +45,16 @@ def registry_error(exc: RayTaskError) -> BaseException | None:
     return None
 
 
+def _translated(exc: BaseException) -> BaseException:
+    """What a failed actor call raises: the registry's own error as itself, Ray's signs
+    of a restart (or of an answer that took too long) as :class:`Transient`."""
+    if isinstance(exc, RayTaskError):
+        cause = registry_error(exc)
+        if cause is not None:
+            return cause
+    return Transient(exc)  # carries exc: retry raises what give_up makes of it
+
+
 class RegistryActor:
     """The registry actor of one namespace, called with typed operations.
 
@@ -88,13 +98,8 @@ class RegistryActor:
         Ray's signs of a restart as :class:`Transient`."""
         try:
             return ray.get(ref, timeout=self._request_timeout if timeout is None else timeout)
-        except RayTaskError as exc:
-            cause = registry_error(exc)
-            if cause is not None:
-                raise cause from None
-            raise Transient(exc) from exc
-        except (*RESTARTING, GetTimeoutError) as exc:
-            raise Transient(exc) from exc
+        except (RayTaskError, *RESTARTING, GetTimeoutError) as exc:
+            raise _translated(exc) from None
 
     def call(self, op: Operation[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """The operation's answer, retried while the registry restarts."""
@@ -112,13 +117,8 @@ class RegistryActor:
         async def attempt() -> R:
             try:
                 answer: R = await self.submit(op, *args, **kwargs)
-            except RayTaskError as exc:
-                cause = registry_error(exc)
-                if cause is not None:
-                    raise cause from None
-                raise Transient(exc) from exc
-            except RESTARTING as exc:
-                raise Transient(exc) from exc
+            except (RayTaskError, *RESTARTING) as exc:
+                raise _translated(exc) from None
             return answer
 
         return await retry_async(attempt, budget=self._retry_seconds,

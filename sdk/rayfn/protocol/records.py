@@ -2,9 +2,10 @@
 registry and its workers: named, frozen, and checked by mypy wherever they are built or
 read.
 
-Records sent once per call (a task's calls, an attempt's outcome) pickle as their class
-and a tuple of fields: Ray pickles each of them, and the default dataclass pickling
-(a dict of state per object) costs several times more.
+Between the registry and its workers, the records of a task cross Ray as plain tuples
+(``TaskSpec.wire``, ``AttemptOutcome.to_wire``): Ray serializes builtin types far faster.
+Where a record is pickled anyway, the small ones pickle as their class and a tuple of
+fields, several times cheaper than the default state dict.
 """
 
 from __future__ import annotations
@@ -134,9 +135,20 @@ class TaskSpec:
     calls: tuple[TaskCall, ...]  # run in turn
 
     def to_wire(self) -> TaskWire:
-        f, r = self.function, self.registry
-        return (self.code, (f.app, f.version, f.name), self.timeout, (r.namespace, r.name),
-                self.report_node, tuple((c.call_id, c.attempt, c.args) for c in self.calls))
+        return TaskSpec.wire(self.code, self.function, self.timeout, self.registry,
+                             self.report_node,
+                             tuple((c.call_id, c.attempt, c.args) for c in self.calls))
+
+    @staticmethod
+    def wire(
+        code: bytes | list[ray.ObjectRef[Any]], function: FunctionRef, timeout: float,
+        registry: RegistryAddress, report_node: bool, calls: tuple[TaskCallWire, ...],
+    ) -> TaskWire:
+        """A task as Ray carries it, made straight from its parts: the dispatcher builds one
+        per task, and making TaskCall records first only to take them apart would cost
+        per call."""
+        return (code, (function.app, function.version, function.name), timeout,
+                (registry.namespace, registry.name), report_node, calls)
 
     @classmethod
     def from_wire(cls, wire: TaskWire) -> TaskSpec:
