@@ -19,8 +19,10 @@ from rayfn import exception
 from rayfn._client import connect
 from rayfn.app import App
 from rayfn.call import FunctionCall
+from rayfn.cls import Cls, parameter
 from rayfn.function import Function
 from rayfn.options import Image, Retries
+from rayfn.partial_function import batched, concurrent, enter, exit, method
 from rayfn.schemas import CallStatus
 from rayfn.states import CallState
 from rayfn.web import asgi_app
@@ -29,11 +31,18 @@ __all__ = [
     "App",
     "CallState",
     "CallStatus",
+    "Cls",
     "Function",
     "FunctionCall",
     "Image",
     "Retries",
     "asgi_app",
+    "batched",
+    "concurrent",
     "connect",
+    "enter",
     "exception",
+    "exit",
+    "method",
+    "parameter",
 ]

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-import dataclasses
+import asyncio
+import inspect
 import json
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
 import cloudpickle
 
 from rayfn import _accepts
+from rayfn._aio import aio_method, run_blocking
 from rayfn._client import get_client
+from rayfn.cls import Cls, class_spec_of
 from rayfn.exception import InvalidError, SerializationError
 from rayfn.function import Function
 from rayfn.options import FunctionOptions, Image, Retries
+from rayfn.partial_function import batching_of, check_batched_signature, concurrency_of
 from rayfn.protocol.ids import new_call_id
 from rayfn.protocol.names import MAX_NAME_LENGTH, validate_name
 from rayfn.protocol.operations import RegistryApi
@@ -40,6 +45,33 @@ class LocalEntrypoint:
         return self.fn(*args, **kwargs)
 
 
+class _AppRun:
+    """What ``app.run()`` returns: a context manager for ``with`` and for ``async with``,
+    which deploys and stops the app in a worker thread."""
+
+    def __init__(self, make: Callable[[], AbstractContextManager[App]]) -> None:
+        self._make = make
+        self._active: AbstractContextManager[App] | None = None
+
+    def __enter__(self) -> App:
+        self._active = self._make()
+        return self._active.__enter__()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool | None:
+        assert self._active is not None, "app.run() was exited without being entered"
+        active, self._active = self._active, None
+        return active.__exit__(exc_type, exc, tb)
+
+    async def __aenter__(self) -> App:
+        return await run_blocking(self.__enter__)
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> bool | None:
+        # Shielded: a block cancelled while it exits still stops its app.
+        return await asyncio.shield(run_blocking(self.__exit__, exc_type, exc, tb))
+
+
 def _pickle_by_value(fn: Callable[..., Any]) -> None:
     """Scripts and notebooks are not importable on workers: ship their code by value."""
     module_name = getattr(fn, "__module__", None)
@@ -61,6 +93,7 @@ class App:
         if not isinstance(self.image, Image):
             raise InvalidError(f"image must be a rayfn.Image, not {type(image).__name__}")
         self.registered_functions: dict[str, Function[..., Any]] = {}
+        self.registered_classes: dict[str, Cls] = {}
         self.registered_entrypoints: dict[str, LocalEntrypoint] = {}
         self._running_name: str | None = None
 
@@ -88,6 +121,8 @@ class App:
         timeout: float = 300,
         max_containers: int | None = None,
         min_containers: int = 0,
+        buffer_containers: int = 0,
+        scaledown_window: float = 60,
         cpu: float | None = None,
         memory: int | None = None,
         gpu: Any = None,
@@ -103,6 +138,8 @@ class App:
         timeout: float = 300,
         max_containers: int | None = None,
         min_containers: int = 0,
+        buffer_containers: int = 0,
+        scaledown_window: float = 60,
         cpu: float | None = None,
         memory: int | None = None,
         gpu: Any = None,
@@ -110,35 +147,77 @@ class App:
         name: str | None = None,
     ) -> Function[P, R] | Callable[[Callable[P, R]], Function[P, R]]:
         """Register a function of this app. Options are checked here, once."""
-        options = FunctionOptions.build(
-            retries=retries,
-            timeout=timeout,
-            max_containers=max_containers,
-            min_containers=min_containers,
-            cpu=cpu,
-            memory=memory,
-            gpu=gpu,
-        )
+        options = {"retries": retries, "timeout": timeout, "max_containers": max_containers,
+                   "min_containers": min_containers, "buffer_containers": buffer_containers,
+                   "scaledown_window": scaledown_window, "cpu": cpu, "memory": memory,
+                   "gpu": gpu}
 
         def wrap(fn: Callable[P, R]) -> Function[P, R]:
             if isinstance(fn, Function):
                 raise InvalidError("@app.function() is applied twice to the same function")
+            if isinstance(fn, type):
+                raise InvalidError(f"{fn.__name__} is a class: decorate it with @app.cls()")
             if not callable(fn):
                 raise InvalidError(f"@app.function() decorates functions, not {fn!r}")
             fn_name = name or getattr(fn, "__name__", None) or ""
-            web_endpoint = web_endpoint_of(fn)
-            fn_options = (
-                options
-                if web_endpoint is None
-                else dataclasses.replace(options, web_endpoint=web_endpoint)
-            )
+            fn_options = FunctionOptions.build(
+                **options, **_input_options(fn, fn_name), web_endpoint=web_endpoint_of(fn),
+                generator=inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn))
             function: Function[P, R] = Function(fn_name, app=self, raw=fn, options=fn_options)
-            if fn_name in self.registered_functions:
-                raise InvalidError(f"app {self.name!r} already has a function {fn_name!r}")
-            self.registered_functions[fn_name] = function
+            self._register(fn_name, function)
             return function
 
         return wrap(_fn) if _fn is not None else wrap
+
+    def cls(
+        self,
+        _cls: type | None = None,
+        *,
+        retries: int | Retries | None = None,
+        timeout: float = 300,
+        max_containers: int | None = None,
+        min_containers: int = 0,
+        buffer_containers: int = 0,
+        scaledown_window: float = 60,
+        cpu: float | None = None,
+        memory: int | None = None,
+        gpu: Any = None,
+        serialized: bool = False,
+        name: str | None = None,
+    ) -> Any:
+        """Register a class of this app (``@app.cls()``): each container makes one
+        instance, runs its ``@enter()`` methods once and serves many calls of its
+        ``@method()`` methods; ``@exit()`` methods run when the container stops."""
+        options = {"retries": retries, "timeout": timeout, "max_containers": max_containers,
+                   "min_containers": min_containers, "buffer_containers": buffer_containers,
+                   "scaledown_window": scaledown_window, "cpu": cpu, "memory": memory,
+                   "gpu": gpu}
+
+        def wrap(user_cls: type) -> Cls:
+            if isinstance(user_cls, Cls):
+                raise InvalidError("@app.cls() is applied twice to the same class")
+            spec, batching = class_spec_of(user_cls)
+            cls_name = name or user_cls.__name__
+            concurrency = concurrency_of(user_cls)
+            inputs: dict[str, Any] = dict(batching)
+            if concurrency is not None:
+                inputs.update(max_inputs=concurrency.max_inputs,
+                              target_inputs=concurrency.target_inputs)
+            cls_options = FunctionOptions.build(**options, **inputs, cls_spec=spec)
+            registered = Cls(cls_name, app=self, user_cls=user_cls, options=cls_options)
+            self._register(cls_name, registered)
+            return registered
+
+        return wrap(_cls) if _cls is not None else wrap
+
+    def _register(self, fn_name: str, function: Function[..., Any] | Cls) -> None:
+        validate_name("function", fn_name)
+        if fn_name in self.registered_functions or fn_name in self.registered_classes:
+            raise InvalidError(f"app {self.name!r} already has a function {fn_name!r}")
+        if isinstance(function, Cls):
+            self.registered_classes[fn_name] = function
+        else:
+            self.registered_functions[fn_name] = function
 
     def local_entrypoint(
         self, _fn: Callable[..., Any] | None = None, *, name: str | None = None
@@ -157,23 +236,31 @@ class App:
     # ---- lifecycle ---------------------------------------------------------------
 
     def _payload(self) -> list[DeployedFunction]:
-        """What the registry stores: each function pickled; a web endpoint as the
-        :class:`EndpointCode` its Serve replicas load it from."""
+        """What the registry stores: each function and class pickled; a web endpoint as
+        the :class:`EndpointCode` its Serve replicas load it from."""
         runtime_env = json.dumps(self.image.runtime_env())
-        functions = []
+        shipped: list[tuple[str, Any, FunctionOptions]] = []
         for fn_name, function in self.registered_functions.items():
             raw = function.get_raw_f()
             _pickle_by_value(raw)
-            shipped: Any = raw if function.options.web_endpoint is None \
+            code: Any = raw if function.options.web_endpoint is None \
                 else EndpointCode.of(function)
+            shipped.append((fn_name, code, function.options))
+        for cls_name, registered in self.registered_classes.items():
+            user_cls = registered.get_user_cls()
+            _pickle_by_value(user_cls)
+            shipped.append((cls_name, user_cls, registered.options))
+        functions = []
+        for fn_name, code, options in shipped:
             try:
-                code = bytes(cloudpickle.dumps(shipped))
+                pickled = bytes(cloudpickle.dumps(code))
             except Exception as exc:
-                raise SerializationError(f"cannot serialize function {fn_name!r}: {exc}") from exc
-            functions.append(DeployedFunction(fn_name, json.dumps(function.options.to_dict()),
-                                              code, runtime_env))
+                raise SerializationError(f"cannot serialize {fn_name!r}: {exc}") from exc
+            functions.append(DeployedFunction(fn_name, json.dumps(options.to_dict()),
+                                              pickled, runtime_env))
         return functions
 
+    @aio_method
     def deploy(self, name: str | None = None) -> int:
         """Deploy (or redeploy) the app; returns the new version. New calls use it;
         calls already accepted finish on the version they were spawned for.
@@ -183,7 +270,7 @@ class App:
         """
         if name is not None:
             self.name = validate_name("app", name)
-        if not self.registered_functions:
+        if not self.registered_functions and not self.registered_classes:
             raise InvalidError(f"app {self.name!r} has no functions to deploy")
         payload = self._payload()
         client = get_client()
@@ -193,17 +280,21 @@ class App:
             function._web_url = result.web_urls.get(fn_name)
         return result.version
 
-    @contextmanager
-    def run(self) -> Iterator[App]:
+    def run(self) -> _AppRun:
         """Run the app ephemerally: its functions are deployed under a private name for
-        the duration of the block and stopped when it ends."""
+        the duration of the block and stopped when it ends. ``with app.run():``, or
+        ``async with app.run():`` in async code."""
+        return _AppRun(self._run)
+
+    @contextmanager
+    def _run(self) -> Iterator[App]:
         if self._running_name is not None:
             raise InvalidError(f"app {self.name!r} is already running")
         suffix = ".run-" + new_call_id()[-10:].lower()
         ephemeral = self.name[: MAX_NAME_LENGTH - len(suffix)] + suffix
         client = get_client()
         _accepts.settle()
-        if self.registered_functions:
+        if self.registered_functions or self.registered_classes:
             client.call(RegistryApi.deploy, ephemeral, self._payload(), True)
         self._running_name = ephemeral
         try:
@@ -211,7 +302,7 @@ class App:
         finally:
             self._running_name = None
             _accepts.settle()
-            if self.registered_functions:
+            if self.registered_functions or self.registered_classes:
                 client.call(RegistryApi.stop_app, ephemeral)
 
     def stop(self) -> int:
@@ -226,3 +317,18 @@ def stop_app(name: str) -> int:
     client = get_client()
     _accepts.settle()
     return client.call(RegistryApi.stop_app, name)
+
+
+def _input_options(fn: Callable[..., Any], name: str) -> dict[str, Any]:
+    """What ``@concurrent`` and ``@batched`` marks on a function ask for; a batched
+    function takes lists (one element per input) in every parameter."""
+    found: dict[str, Any] = {}
+    concurrency = concurrency_of(fn)
+    if concurrency is not None:
+        found.update(max_inputs=concurrency.max_inputs, target_inputs=concurrency.target_inputs)
+    batching = batching_of(fn)
+    if batching is not None:
+        check_batched_signature(fn, name)
+        found.update(max_batch_size=batching.max_batch_size, batch_wait_ms=batching.wait_ms)
+    return found
+

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Generic, TypeVar
 
 from rayfn import _accepts
+from rayfn._aio import aio_function, aio_method
 from rayfn._client import get_client
 from rayfn.exception import InvalidError, OutputExpiredError
 from rayfn.exception import TimeoutError as RayfnTimeoutError
@@ -88,6 +89,7 @@ class FunctionCall(Generic[R]):
         an unknown one raises ``NotFoundError`` when first used."""
         return cls(function_call_id)
 
+    @aio_method
     def get(self, timeout: float | None = None) -> R:
         """The call's return value.
 
@@ -109,22 +111,25 @@ class FunctionCall(Generic[R]):
                     f"{self._object_id} is still {outcome.state.value} after {limit:g} s"
                 )
 
+    @aio_method
     def status(self) -> CallStatus:
         """State, attempts, timestamps and error of the call."""
         return get_client().call(RegistryApi.status, self.object_id)
 
+    @aio_method
     def logs(self) -> str:
         """What the call's attempts printed to stdout and stderr so far (see
         ``CallLogs``): a running attempt's output shows about a second after it is
         printed."""
         return get_client().call(RegistryApi.logs, self.object_id).logs
 
+    @aio_method
     def cancel(self, terminate_containers: bool = False) -> CallStatus:
         """Cancel the call: a queued call never runs, a running one is stopped and not
         retried. Cancelling a finished call changes nothing."""
         return get_client().call(RegistryApi.cancel, self.object_id)
 
-    @staticmethod
+    @aio_function  # takes no self, as a staticmethod
     def gather(*function_calls: FunctionCall[Any]) -> list[Any]:
         """The values of several calls, in order; raises the first failure."""
         return list(_gather(function_calls))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
+import types
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from rayfn import _accepts
+from rayfn._aio import aio_iter_method, aio_method
 from rayfn._client import get_client
 from rayfn._progress import progress_bar
 from rayfn.call import FunctionCall, collect
@@ -15,6 +18,7 @@ from rayfn.protocol.ids import new_call_ids
 from rayfn.protocol.names import validate_name
 from rayfn.protocol.operations import RegistryApi
 from rayfn.protocol.payload import check_arguments, check_input_size, dumps_args
+from rayfn.protocol.variants import Variant, overrides_of, parse_target
 from rayfn.settings import get_settings
 
 if TYPE_CHECKING:
@@ -37,6 +41,9 @@ class Function(Generic[P, R]):
         app_name: str | None = None,
         raw: Callable[P, R] | None = None,
         options: FunctionOptions | None = None,
+        method: str | None = None,
+        target: str | None = None,
+        bound_local: Callable[..., Any] | None = None,
     ) -> None:
         self._name = validate_name("function", name)
         self._app = app
@@ -44,6 +51,15 @@ class Function(Generic[P, R]):
         self._raw = raw
         self.options = options or FunctionOptions()
         self._web_url: str | None = None
+        # A method of a class: its calls name the method; ``target`` names the class's
+        # variant (parameters, options) its calls are spawned to; ``bound_local`` runs it
+        # on a local instance.
+        self._method = method
+        self._target = target or self._name
+        self._bound_local = bound_local
+        self._checked_against: Callable[..., Any] | None = None
+        if raw is not None:
+            self._checked_against = raw if method is None else unbound(raw)
 
     # ---- identity ----------------------------------------------------------------
 
@@ -74,11 +90,29 @@ class Function(Generic[P, R]):
         return self._app_name
 
     def __repr__(self) -> str:
-        return f"Function({self.app_name!r}, {self._name!r})"
+        if self._method is not None:
+            return f"Function({self.app_name!r}, {self._name + '.' + self._method!r})"
+        return f"Function({self.app_name!r}, {self._target!r})"
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Inside the cluster a function refers to its deployment by name, never by value.
-        return (_function_from_name, (self.app_name, self._name))
+        return (_function_from_name, (self.app_name, self._name, self._method, self._target))
+
+    def with_options(self, **options: Any) -> Function[P, R]:
+        """The same function with other resources, timeout, retries or scaling
+        (``cpu=``, ``memory=``, ``gpu=``, ``timeout=``, ``retries=``,
+        ``max_containers=``, ...): its calls are queued and run apart from the plain
+        function's, with these options."""
+        if self._method is not None:
+            raise InvalidError("use Cls.with_options(...) for the methods of a class")
+        variant = parse_target(self._target)
+        merged = {**dict(variant.overrides), **options}
+        if self._raw is not None:
+            self.options.overridden(merged)  # checked against the real options now
+        target = Variant(variant.base, variant.params, overrides_of(merged)).name()
+        copy: Function[P, R] = Function(self._name, app=self._app, app_name=self._app_name,
+                                        raw=self._raw, options=self.options, target=target)
+        return copy
 
     def get_raw_f(self) -> Callable[P, R]:
         if self._raw is None:
@@ -95,7 +129,11 @@ class Function(Generic[P, R]):
                 f"{self!r} is a web endpoint (@rayfn.asgi_app()): it is served over HTTP, "
                 "not called; serve it with `rayfn serve FILE` or `rayfn deploy FILE`"
             )
+        if self.options.generator:
+            raise InvalidError(f"{self!r} is a generator function: it cannot be spawned "
+                               "or mapped (as in Modal); iterate over it inside a call")
 
+    @aio_method
     def hydrate(self) -> Function[P, R]:
         """Check now that the function is deployed (raises ``NotFoundError`` if not)."""
         get_client().call(RegistryApi.function_info, self.app_name, self._name)
@@ -105,30 +143,40 @@ class Function(Generic[P, R]):
 
     def local(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function here, in this process."""
+        if self._bound_local is not None:
+            value: R = self._bound_local(*args, **kwargs)
+            return value
+        if self._method is not None:
+            raise InvalidError(f"{self!r} was looked up by name; its code is on the cluster")
         return self.get_raw_f()(*args, **kwargs)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.local(*args, **kwargs)
 
     def _encode(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
-        if self._raw is not None:  # a function looked up by name is checked on the worker
-            check_arguments(self._raw, self._name, args, kwargs)
+        if self._checked_against is not None:  # one looked up by name is checked remotely
+            check_arguments(self._checked_against, self._name, args, kwargs)
+        if self._method is not None:  # a container of the class runs the named method
+            args = (self._method, *args)
         payload = dumps_args(args, kwargs)
         return check_input_size(payload, get_settings().max_input_bytes, self._name)
 
-    def spawn(self, *args: P.args, **kwargs: P.kwargs) -> FunctionCall[R]:
+    @aio_method
+    def spawn(self, /, *args: P.args, **kwargs: P.kwargs) -> FunctionCall[R]:
         """Queue one call and return its handle at once. Its ID can be read only once the
         call is committed; in a burst of spawns, commits are batched (see ``_accepts``)."""
         self._check_callable()
         payload = self._encode(args, kwargs)
         (call_id,) = new_call_ids(1)
-        queued = _accepts.spawn(get_client(), self.app_name, self._name, call_id, payload)
+        queued = _accepts.spawn(get_client(), self.app_name, self._target, call_id, payload)
         return FunctionCall._of_new_id(call_id, queued)
 
-    def remote(self, *args: P.args, **kwargs: P.kwargs) -> R:
+    @aio_method
+    def remote(self, /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function on the cluster and wait for its value."""
         return self.spawn(*args, **kwargs).get()
 
+    @aio_method
     def spawn_map(
         self, *input_iterators: Iterable[Any], kwargs: dict[str, Any] | None = None
     ) -> list[FunctionCall[R]]:
@@ -138,6 +186,7 @@ class Function(Generic[P, R]):
             for cid in self._spawn_inputs(input_iterators, kwargs or {})
         ]
 
+    @aio_iter_method
     def map(
         self,
         *input_iterators: Iterable[Any],
@@ -161,6 +210,7 @@ class Function(Generic[P, R]):
             ):
                 yield value
 
+    @aio_iter_method
     def starmap(
         self,
         input_iterator: Iterable[tuple[Any, ...]],
@@ -175,6 +225,20 @@ class Function(Generic[P, R]):
             order_outputs=order_outputs,
             return_exceptions=return_exceptions,
         )
+
+    @aio_method
+    def for_each(
+        self,
+        *input_iterators: Iterable[Any],
+        kwargs: dict[str, Any] | None = None,
+        ignore_exceptions: bool = False,
+    ) -> None:
+        """Run the function over the inputs in parallel for its effects, and wait for
+        all of them; the values are dropped. The first failure raises, unless
+        ``ignore_exceptions``."""
+        for _ in self.map(*input_iterators, kwargs=kwargs, order_outputs=False,
+                          return_exceptions=ignore_exceptions):
+            pass
 
     def _spawn_inputs(
         self, input_iterators: tuple[Iterable[Any], ...], kwargs: dict[str, Any]
@@ -192,7 +256,7 @@ class Function(Generic[P, R]):
                 call_ids.extend(ids)
                 yield list(zip(ids, payloads, strict=True))
 
-        client.spawn_batches(self.app_name, self._name, batches())
+        client.spawn_batches(self.app_name, self._target, batches())
         return call_ids
 
 
@@ -213,5 +277,13 @@ def _batches(payloads: Iterator[bytes]) -> Iterator[list[bytes]]:
         yield batch
 
 
-def _function_from_name(app_name: str, name: str) -> Function[..., Any]:
-    return Function.from_name(app_name, name)
+def unbound(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A class's method as its callers see it, without ``self``: what arguments are
+    checked against."""
+    return types.MethodType(method, object()) if inspect.isfunction(method) else method
+
+
+def _function_from_name(app_name: str, name: str, method: str | None = None,
+                        target: str | None = None) -> Function[..., Any]:
+    validate_name("app", app_name)
+    return Function(name, app_name=app_name, method=method, target=target)

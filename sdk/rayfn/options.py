@@ -9,7 +9,7 @@ from typing import Any
 
 from rayfn.exception import InvalidError
 
-__all__ = ["Retries", "FunctionOptions", "Image", "WebEndpoint"]
+__all__ = ["ClassSpec", "FunctionOptions", "Image", "ParameterSpec", "Retries", "WebEndpoint"]
 
 MIN_TIMEOUT = 1.0
 MAX_TIMEOUT = 24 * 3600.0
@@ -21,6 +21,14 @@ MAX_CPU = 1024.0
 MAX_GPU = 256.0
 MAX_MEMORY_MIB = 16 * 1024 * 1024  # 16 TiB
 WEB_ENDPOINT_KINDS = ("asgi",)
+# Modal's bounds for @concurrent and @batched, and for scaledown_window (seconds).
+MAX_INPUTS = 1000
+MAX_BATCH_SIZE = 1000
+MAX_BATCH_WAIT_MS = 10 * 60 * 1000
+MIN_SCALEDOWN_WINDOW = 1.0
+MAX_SCALEDOWN_WINDOW = 24 * 3600.0
+# The types a class parameter may have (Modal's), by the name they are stored under.
+PARAMETER_TYPES: dict[str, type] = {"int": int, "str": str, "bool": bool, "bytes": bytes}
 # A label is one URL path segment (Modal uses it as a DNS label: the same characters).
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
@@ -147,6 +155,84 @@ class WebEndpoint:
             )
 
 
+@dataclasses.dataclass(frozen=True)
+class ParameterSpec:
+    """One ``modal.parameter()`` of a class: its name, type and default (if any)."""
+
+    name: str
+    type: str  # a key of PARAMETER_TYPES
+    has_default: bool = False
+    default: int | str | bool | bytes | None = None
+
+    def __post_init__(self) -> None:
+        if self.type not in PARAMETER_TYPES:
+            raise InvalidError(f"parameter {self.name!r} must be of type int, str, bool or "
+                               f"bytes, not {self.type!r}")
+
+
+# Parameters name a container pool, so they stay small: Modal's int is 64-bit.
+MAX_PARAMETER_CHARS = 1024
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def check_parameter_value(param: ParameterSpec, value: object) -> int | str | bool | bytes:
+    """``value`` if it is a valid value of the parameter, else InvalidError."""
+    expected = PARAMETER_TYPES[param.type]
+    if type(value) is not expected:  # exact: True is not an int parameter, nor 1 a bool
+        raise InvalidError(f"parameter {param.name!r} must be a {param.type}, not "
+                           f"{type(value).__name__} {value!r:.80}")
+    if isinstance(value, int) and not isinstance(value, bool) \
+            and not INT64[0] <= value <= INT64[1]:
+        raise InvalidError(f"parameter {param.name!r} must fit in 64 bits")
+    if isinstance(value, (str, bytes)) and len(value) > MAX_PARAMETER_CHARS:
+        raise InvalidError(f"parameter {param.name!r} is {len(value)} long; the limit is "
+                           f"{MAX_PARAMETER_CHARS}")
+    assert isinstance(value, (int, str, bytes))
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassSpec:
+    """What the registry knows of a class: its methods and its parameters (its code runs
+    only in containers)."""
+
+    methods: tuple[str, ...]
+    parameters: tuple[ParameterSpec, ...] = ()
+
+    def __post_init__(self) -> None:
+        for method in self.methods:
+            if not isinstance(method, str) or not method.isidentifier():
+                raise InvalidError(f"a method name must be an identifier, not {method!r}")
+        names = [p.name for p in self.parameters]
+        if len(set(names)) < len(names) or len(set(self.methods)) < len(self.methods):
+            raise InvalidError("a class names a method or a parameter twice")
+        for param in self.parameters:
+            if not isinstance(param, ParameterSpec) or not param.name.isidentifier():
+                raise InvalidError(f"invalid class parameter {param!r}")
+            if param.has_default:
+                check_parameter_value(param, param.default)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ClassSpec:
+        params = []
+        for raw in data.get("parameters", ()):
+            fields = dict(raw)
+            if fields.get("type") == "bytes" and isinstance(fields.get("default"), str):
+                fields["default"] = bytes.fromhex(fields["default"])
+            params.append(ParameterSpec(**fields))
+        return cls(tuple(data["methods"]), tuple(params))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "methods": list(self.methods),
+            "parameters": [
+                {**dataclasses.asdict(p),
+                 "default": p.default.hex() if isinstance(p.default, bytes) else p.default}
+                for p in self.parameters
+            ],
+        }
+
+
 def _parse_gpu(gpu: object) -> float:
     """Modal spells GPUs as ``"T4"``, ``"A100:2"``, ``"any"`` or a count."""
     if gpu is None:
@@ -180,7 +266,11 @@ def _count(name: str, value: object, low: int) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class FunctionOptions:
-    """Everything ``@app.function(...)`` accepts, validated once."""
+    """Everything ``@app.function(...)`` and ``@app.cls(...)`` accept, validated once.
+
+    Classes, and functions that take several inputs at once (``max_inputs``) or in
+    batches (``max_batch_size``), run in containers: Ray actors that live across calls
+    (see ``uses_containers``)."""
 
     retries: Retries | None = None
     timeout: float = 300.0
@@ -190,6 +280,26 @@ class FunctionOptions:
     memory: int | None = None  # MiB, as in Modal
     gpu: float = 0.0
     web_endpoint: WebEndpoint | None = None  # set by @rayfn.asgi_app()
+    buffer_containers: int = 0  # spare containers kept while the pool is busy
+    scaledown_window: float = 60.0  # seconds a container may idle before it stops
+    max_inputs: int = 1  # @concurrent: inputs one container takes at once
+    target_inputs: int | None = None  # @concurrent: what the pool sizes for
+    max_batch_size: int = 0  # @batched: most inputs per invocation (0: not batched)
+    batch_wait_ms: int = 0  # @batched: how long a batch may wait to fill
+    cls: ClassSpec | None = None  # set by @app.cls()
+    generator: bool = False  # a generator function: called with remote_gen()
+
+    @property
+    def uses_containers(self) -> bool:
+        """Whether calls run in container actors rather than one Ray task per call (or
+        per few short calls): classes need a live instance, concurrent and batched
+        functions a process that takes several inputs at once."""
+        return self.cls is not None or self.max_inputs > 1 or self.max_batch_size > 0
+
+    @property
+    def inputs_per_container(self) -> int:
+        """The target the pool sizes for: ``target_inputs`` (else ``max_inputs``)."""
+        return self.target_inputs or self.max_inputs
 
     @classmethod
     def build(
@@ -203,6 +313,14 @@ class FunctionOptions:
         memory: int | None = None,
         gpu: object = None,
         web_endpoint: WebEndpoint | None = None,
+        buffer_containers: int = 0,
+        scaledown_window: float = 60.0,
+        max_inputs: int = 1,
+        target_inputs: int | None = None,
+        max_batch_size: int = 0,
+        batch_wait_ms: int = 0,
+        cls_spec: ClassSpec | None = None,
+        generator: bool = False,
     ) -> FunctionOptions:
         if retries is not None and not isinstance(retries, Retries):
             if isinstance(retries, bool) or not isinstance(retries, int):
@@ -218,6 +336,9 @@ class FunctionOptions:
             raise InvalidError(
                 f"min_containers ({min_containers}) must be <= max_containers ({max_containers})"
             )
+        buffer_containers = _count("buffer_containers", buffer_containers, 0)
+        scaledown_window = _check_range("scaledown_window", scaledown_window,
+                                        MIN_SCALEDOWN_WINDOW, MAX_SCALEDOWN_WINDOW)
         if cpu is not None and not 0 < _check_range("cpu", cpu, 0.0, MAX_CPU):
             raise InvalidError("cpu must be positive")
         if memory is not None and (
@@ -228,6 +349,15 @@ class FunctionOptions:
                                f"{MAX_MEMORY_MIB}, not {memory!r}")
         if web_endpoint is not None and not isinstance(web_endpoint, WebEndpoint):
             raise InvalidError(f"web_endpoint must be a WebEndpoint, not {web_endpoint!r}")
+        max_inputs, target_inputs = check_concurrency(max_inputs, target_inputs)
+        max_batch_size, batch_wait_ms = check_batching(max_batch_size, batch_wait_ms,
+                                                       allow_off=True)
+        if max_batch_size and max_inputs > 1:
+            raise InvalidError("@batched and @concurrent cannot be combined")
+        if cls_spec is not None and not isinstance(cls_spec, ClassSpec):
+            raise InvalidError(f"cls_spec must be a ClassSpec, not {cls_spec!r}")
+        if not isinstance(generator, bool):
+            raise InvalidError(f"generator must be a bool, not {generator!r}")
         return cls(
             retries=retries,
             timeout=timeout,
@@ -237,7 +367,28 @@ class FunctionOptions:
             memory=memory,
             gpu=_parse_gpu(gpu),
             web_endpoint=web_endpoint,
+            buffer_containers=buffer_containers,
+            scaledown_window=scaledown_window,
+            max_inputs=max_inputs,
+            target_inputs=target_inputs,
+            max_batch_size=max_batch_size,
+            batch_wait_ms=batch_wait_ms,
+            cls=cls_spec,
+            generator=generator,
         )
+
+    def arguments(self) -> dict[str, Any]:
+        """These options as ``build``'s keyword arguments (to rebuild them changed)."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        fields["cls_spec"] = fields.pop("cls")
+        return fields
+
+    def overridden(self, overrides: Mapping[str, Any]) -> FunctionOptions:
+        """These options with some replaced (``with_options``), checked as at decoration."""
+        unknown = set(overrides) - set(OVERRIDABLE)
+        if unknown:
+            raise InvalidError(f"with_options does not take {', '.join(sorted(unknown))}")
+        return FunctionOptions.build(**{**self.arguments(), **overrides})
 
     def ray_options(self) -> dict[str, Any]:
         """The Ray task options for one attempt of this function."""
@@ -259,15 +410,58 @@ class FunctionOptions:
         return shape
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["cls"] = None if self.cls is None else self.cls.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FunctionOptions:
         fields = dict(data)
         retries = fields.pop("retries", None)
         web_endpoint = fields.pop("web_endpoint", None)
+        spec = fields.pop("cls", None)
         return cls(
             retries=Retries(**retries) if retries else None,
             web_endpoint=WebEndpoint(**web_endpoint) if web_endpoint else None,
+            cls=ClassSpec.from_dict(spec) if spec else None,
             **fields,
         )
+
+
+# What ``with_options`` may change: resources, timeouts, retries and scaling.
+OVERRIDABLE = ("retries", "timeout", "max_containers", "min_containers", "cpu", "memory",
+               "gpu", "buffer_containers", "scaledown_window", "max_inputs",
+               "target_inputs", "max_batch_size", "batch_wait_ms")
+
+
+def check_concurrency(max_inputs: object, target_inputs: object = None) -> tuple[int, int | None]:
+    """``@concurrent(max_inputs=N, target_inputs=M)``: 1 <= M <= N <= MAX_INPUTS."""
+    if isinstance(max_inputs, bool) or not isinstance(max_inputs, int):
+        raise InvalidError(f"max_inputs must be an integer, not {max_inputs!r}")
+    if not 1 <= max_inputs <= MAX_INPUTS:
+        raise InvalidError(f"max_inputs must be between 1 and {MAX_INPUTS}, not {max_inputs}")
+    if target_inputs is None:
+        return max_inputs, None
+    if isinstance(target_inputs, bool) or not isinstance(target_inputs, int):
+        raise InvalidError(f"target_inputs must be an integer, not {target_inputs!r}")
+    if not 1 <= target_inputs <= max_inputs:
+        raise InvalidError(f"target_inputs must be between 1 and max_inputs "
+                           f"({max_inputs}), not {target_inputs}")
+    return max_inputs, target_inputs
+
+
+def check_batching(max_batch_size: object, wait_ms: object,
+                   *, allow_off: bool = False) -> tuple[int, int]:
+    """``@batched(max_batch_size=N, wait_ms=W)``: 1 <= N <= 1000, 0 <= W <= 10 min."""
+    low = 0 if allow_off else 1
+    if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int):
+        raise InvalidError(f"max_batch_size must be an integer, not {max_batch_size!r}")
+    if not low <= max_batch_size <= MAX_BATCH_SIZE:
+        raise InvalidError(f"max_batch_size must be between 1 and {MAX_BATCH_SIZE}, "
+                           f"not {max_batch_size}")
+    if isinstance(wait_ms, bool) or not isinstance(wait_ms, int):
+        raise InvalidError(f"wait_ms must be an integer number of milliseconds, not "
+                           f"{wait_ms!r}")
+    if not 0 <= wait_ms <= MAX_BATCH_WAIT_MS:
+        raise InvalidError(f"wait_ms must be between 0 and {MAX_BATCH_WAIT_MS}, not {wait_ms}")
+    return max_batch_size, wait_ms

@@ -13,6 +13,7 @@ cut: a call that prints without end cannot fill the store.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import io
 import sys
 import threading
@@ -63,7 +64,7 @@ class _Tee(io.TextIOBase):
 
     def write(self, text: str) -> int:
         self._stream.write(text)
-        log = _current
+        log = _input_log.get() or _current
         if log is not None:
             log.add(text)
         return len(text)
@@ -88,16 +89,37 @@ class _Tee(io.TextIOBase):
 # The log of the call running in this worker. The tees stay in place between calls (one
 # check per call, no new objects), and write to no log then.
 _current: CallLog | None = None
+# In a container that runs several inputs at once, each input's log is set in its own
+# context (its task, or the thread it runs in), ahead of the worker-wide one.
+_input_log: contextvars.ContextVar[CallLog | None] = contextvars.ContextVar(
+    "rayfn_input_log", default=None)
+
+
+def install_tees() -> None:
+    if not isinstance(sys.stdout, _Tee):  # first call here, or code replaced the stream
+        sys.stdout = _Tee(sys.stdout)
+    if not isinstance(sys.stderr, _Tee):
+        sys.stderr = _Tee(sys.stderr)
+
+
+@contextlib.contextmanager
+def captured_in_context() -> Iterator[CallLog]:
+    """Collect what this context (one input of a container) prints into a ``CallLog``;
+    threads it starts are not in its context, unlike ``captured``."""
+    install_tees()
+    log = CallLog()
+    token = _input_log.set(log)
+    try:
+        yield log
+    finally:
+        _input_log.reset(token)
 
 
 @contextlib.contextmanager
 def captured() -> Iterator[CallLog]:
     """Collect what is printed meanwhile into a ``CallLog``."""
     global _current
-    if not isinstance(sys.stdout, _Tee):  # first call here, or code replaced the stream
-        sys.stdout = _Tee(sys.stdout)
-    if not isinstance(sys.stderr, _Tee):
-        sys.stderr = _Tee(sys.stderr)
+    install_tees()
     log, previous = CallLog(), _current
     _current = log
     try:

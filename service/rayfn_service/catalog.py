@@ -12,6 +12,8 @@ import ray
 from rayfn.exception import InvalidError
 from rayfn.options import FunctionOptions
 from rayfn.protocol.records import FunctionRef
+from rayfn.protocol.variants import SEPARATOR, Variant, check_params, parse_target
+from rayfn_service.container import Container
 from rayfn_service.executor import Code, execute_batch
 from rayfn_service.store import FunctionRecord, Store
 
@@ -32,6 +34,9 @@ class RuntimeFunction:
     task: Any  # the executor with this function's Ray options
     batch_task: Any  # the same for several calls: not re-run by Ray (see dispatch)
     code: Code  # the pickled function, or a ref to it in Ray's store when it is large
+    variant: Variant  # which parameters and option overrides ``name`` stands for
+    container: Any = None  # the container actor with its Ray options, if it uses them
+    record: FunctionRecord | None = None  # as stored (its variants are made from it)
     ref: FunctionRef = dataclasses.field(init=False)  # made once: every task carries it
 
     def __post_init__(self) -> None:
@@ -57,11 +62,38 @@ class Catalog:
         self._current = {(f.app, f.name): f.version for f in self._store.live_functions()}
 
     def current_version(self, app: str, name: str) -> int | None:
-        return self._current.get((app, name))
+        """The live version of the function ``name`` (or a variant of it) names."""
+        return self._current.get((app, name.partition(SEPARATOR)[0]))
 
     def current(self, app: str, name: str) -> RuntimeFunction | None:
-        version = self._current.get((app, name))
+        version = self.current_version(app, name)
         return None if version is None else self.get(app, version, name)
+
+    def check_variant(self, fn: RuntimeFunction, name: str) -> RuntimeFunction:
+        """The variant ``name`` of the loaded base function, checked: InvalidError when
+        its parameters or options are not ones the function takes."""
+        variant = parse_target(name)
+        if variant.plain:
+            return fn
+        key = (fn.app, fn.version, name)
+        loaded = self._loaded.get(key)
+        if loaded is None:
+            where = f"{fn.app}.{variant.base}"
+            spec = fn.options.cls
+            if variant.params:
+                if spec is None:
+                    raise InvalidError(f"{where} is a function: it takes no parameters")
+                if check_params(spec, dict(variant.params), where) != variant.params:
+                    raise InvalidError(f"{where}: parameters not in canonical form")
+            elif spec is not None and spec.parameters:
+                check_params(spec, {}, where)  # raises for a parameter without a default
+            options = variant.options(fn.options)
+            assert fn.record is not None
+            record = dataclasses.replace(fn.record, name=name,
+                                         options=json.dumps(options.to_dict()))
+            loaded = self._build(record, variant)
+            self._loaded[key] = loaded
+        return loaded
 
     def live_keys(self) -> list[tuple[str, str]]:
         return list(self._current)
@@ -71,6 +103,14 @@ class Catalog:
         cannot be loaded (then ``problem`` says why)."""
         key = (app, version, name)
         loaded = self._loaded.get(key)
+        base, separator, _ = name.partition(SEPARATOR)
+        if loaded is None and separator:  # a variant: checked when its calls were taken
+            fn = self.get(app, version, base)
+            try:
+                return None if fn is None else self.check_variant(fn, name)
+            except InvalidError as exc:
+                self._broken[key] = str(exc)
+                return None
         if loaded is None and key not in self._broken:
             record = self._store.get_function(app, name, version)
             if record is None:
@@ -95,7 +135,7 @@ class Catalog:
             for key in [k for k in cache if k[0] == app]:
                 del cache[key]
 
-    def _build(self, record: FunctionRecord) -> RuntimeFunction:
+    def _build(self, record: FunctionRecord, variant: Variant | None = None) -> RuntimeFunction:
         options, task, batch_task = _tasks_for(record, self._system_retries)
         return RuntimeFunction(
             app=record.app,
@@ -105,6 +145,9 @@ class Catalog:
             task=task,
             batch_task=batch_task,
             code=record.code if len(record.code) <= INLINE_CODE_BYTES else [ray.put(record.code)],
+            variant=variant or Variant(record.name),
+            container=container_actor(record, options) if options.uses_containers else None,
+            record=record,
         )
 
 
@@ -129,6 +172,23 @@ def _tasks_for(
             ray.remote(**{**ray_options, "max_retries": 0})(execute_batch))
 
 
+def container_actor(record: FunctionRecord, options: FunctionOptions) -> Any:
+    """The container actor class with the function's resources. Ray never restarts it
+    (``max_restarts=0``): the registry starts a new container and runs the inputs of a
+    dead one again, counting it against the system retries."""
+    runtime_env = json.loads(record.runtime_env)
+    actor_options: dict[str, Any] = {
+        **options.ray_options(),
+        "max_restarts": 0,
+        "max_task_retries": 0,
+        # Its inputs, plus its lifecycle and interrupt calls, which must never wait.
+        "max_concurrency": options.max_inputs + 4,
+    }
+    if runtime_env:
+        actor_options["runtime_env"] = runtime_env
+    return ray.remote(**actor_options)(Container)
+
+
 def checked(record: FunctionRecord) -> FunctionRecord:
     """The record with its options normalized, or InvalidError when its options or runtime
     env are not what the SDK sends. Deploys come from any REST client; a record that could
@@ -144,9 +204,7 @@ def checked(record: FunctionRecord) -> FunctionRecord:
     try:
         loaded = FunctionOptions.from_dict(raw)  # unknown names raise TypeError
         # build() checks every value, as @app.function() does.
-        options = FunctionOptions.build(
-            **{f.name: getattr(loaded, f.name) for f in dataclasses.fields(loaded)}
-        )
+        options = FunctionOptions.build(**loaded.arguments())
         normal = dataclasses.replace(
             record, options=json.dumps(options.to_dict()), runtime_env=json.dumps(runtime_env)
         )

@@ -16,9 +16,7 @@ a call when an attempt ends is decided in ``settlement.py``; this module carries
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
-import dataclasses
 import functools
 import logging
 import threading
@@ -37,13 +35,13 @@ from rayfn.exception import (
 from rayfn.protocol.payload import ErrorInfo, error_of
 from rayfn.protocol.records import AttemptOutcome, RegistryAddress, TaskSpec
 from rayfn.states import CallState
+from rayfn_service.attempts import Attempt, Batch, FunctionQueue, call_so_far
 from rayfn_service.capacity import Capacity, shape_of
 from rayfn_service.catalog import Catalog, RuntimeFunction
 from rayfn_service.metrics import Metrics
+from rayfn_service.pools import Box, ContainerPools
 from rayfn_service.settlement import (
     AttemptEnd,
-    CallSoFar,
-    Cancelled,
     Decision,
     Fail,
     Lost,
@@ -52,7 +50,6 @@ from rayfn_service.settlement import (
     Retry,
     Returned,
     Stranded,
-    Stuck,
     Succeed,
     Unrunnable,
     attempt_log,
@@ -63,73 +60,6 @@ from rayfn_service.store.base import chunks
 from rayfn_service.store.group_commit import GroupCommit
 
 logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class FunctionQueue:
-    app: str
-    name: str
-    window: int
-    running: int = 0  # Ray tasks in flight
-    calls: int = 0  # calls those tasks carry
-    call_seconds: float | None = None  # a call's recent time in a worker (moving average)
-    kick: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
-    retry_ready: collections.deque[str] = dataclasses.field(default_factory=collections.deque)
-    pump: asyncio.Task[None] | None = None
-
-
-@dataclasses.dataclass(eq=False)
-class Batch:
-    """One Ray task: one or more calls of one function version, run in turn."""
-
-    queue: FunctionQueue
-    function: RuntimeFunction
-    ref: ray.ObjectRef[Any]
-    submitted_at: float  # monotonic
-    attempts: list[Attempt] = dataclasses.field(default_factory=list)
-
-    def stop(self) -> None:
-        ray.cancel(self.ref, force=True)
-
-
-@dataclasses.dataclass(eq=False)
-class Attempt:
-    claim: Claim
-    batch: Batch  # the Ray task that runs it
-    cancelled: bool = False
-    timed_out: bool = False
-    node_id: str | None = None  # reported by the executor once the attempt starts
-    unrunnable: str | None = None  # why no node can ever run it (the cluster shrank)
-    output: str = ""  # what it printed so far, as its worker last reported
-
-    @property
-    def function(self) -> RuntimeFunction:
-        return self.batch.function
-
-    @property
-    def queue(self) -> FunctionQueue:
-        return self.batch.queue
-
-    @property
-    def stopped(self) -> bool:
-        """Stopped by the registry, whatever its task returns."""
-        return self.cancelled or self.timed_out or self.unrunnable is not None
-
-    @property
-    def stop(self) -> Cancelled | Unrunnable | Stuck | None:
-        """Why the registry stopped it, if it did. A cancel comes first (it wrote the
-        outcome), whatever else happened to the attempt."""
-        if self.cancelled:
-            return Cancelled()
-        if self.unrunnable is not None:
-            return Unrunnable(self.unrunnable)
-        if self.timed_out:
-            return Stuck()
-        return None
-
-
-def call_so_far(claim: Claim, fn: RuntimeFunction) -> CallSoFar:
-    return CallSoFar(fn.ref, fn.options.timeout, fn.options.retries, claim.attempts)
 
 
 class Dispatcher:
@@ -146,6 +76,7 @@ class Dispatcher:
         registry_address: RegistryAddress,
         on_finished: Callable[[str], None],
         capacity: Callable[[], Capacity] = Capacity,
+        system_retries: int = 3,
     ) -> None:
         self._store = store
         self._commit = commit
@@ -170,6 +101,7 @@ class Dispatcher:
         self._ended_lock = threading.Lock()
         self._loop = asyncio.get_running_loop()
         self.metrics = Metrics()
+        self._pools = ContainerPools(self, registry_address, system_retries, default_window)
 
     # ---- queues ------------------------------------------------------------------
 
@@ -257,32 +189,52 @@ class Dispatcher:
                 await asyncio.sleep(1.0)
                 queue.kick.set()
 
+    def current(self, app: str, name: str) -> RuntimeFunction | None:
+        return self._catalog.current(app, name)
+
+    def warm(self) -> None:
+        """Start the pools of live functions that keep containers warm."""
+        for app, name in self._catalog.live_keys():
+            fn = self._catalog.current(app, name)
+            if fn is not None and fn.options.uses_containers and fn.options.min_containers:
+                self.kick(app, name)
+
     async def _fill(self, queue: FunctionQueue) -> None:
+        current = self._catalog.current(queue.app, queue.name)
+        if (current is not None and current.options.uses_containers) \
+                or self._pools.has_pool(queue.app, queue.name):
+            await self._pools.fill(queue, current)
+            return
         # Refill once a quarter of the window is free (any free slot in a small window):
         # one claim then takes many calls, instead of one claim and one pump cycle for
         # every call that ends, and Ray still holds enough to keep its workers busy.
         if queue.running > queue.window - max(1, queue.window // 4) and not queue.retry_ready:
             return
         while queue.running < queue.window:
-            free = (queue.window - queue.running) * self.batch_size(queue)
-            claims: list[Claim] = []
-            while queue.retry_ready and len(claims) < free:
-                call_id = queue.retry_ready.popleft()
-                claim = await self._commit.run(
-                    functools.partial(self._start_retry, call_id), durable=False
-                )
-                if claim is not None:
-                    claims.append(claim)
-            if len(claims) < free:
-                claims.extend(
-                    await self._commit.run(
-                        functools.partial(self._claim, queue.app, queue.name, free - len(claims)),
-                        durable=False,
-                    )
-                )
+            claims = await self.take(queue, (queue.window - queue.running)
+                                     * self.batch_size(queue))
             if not claims:
                 return
             await self._start(queue, claims)
+
+    async def take(self, queue: FunctionQueue, limit: int) -> list[Claim]:
+        """Up to ``limit`` calls of the queue to run now: retries that are due first."""
+        claims: list[Claim] = []
+        while queue.retry_ready and len(claims) < limit:
+            call_id = queue.retry_ready.popleft()
+            claim = await self._commit.run(
+                functools.partial(self._start_retry, call_id), durable=False
+            )
+            if claim is not None:
+                claims.append(claim)
+        if len(claims) < limit:
+            claims.extend(
+                await self._commit.run(
+                    functools.partial(self._claim, queue.app, queue.name, limit - len(claims)),
+                    durable=False,
+                )
+            )
+        return claims
 
     def _claim(self, app: str, name: str, limit: int) -> list[Claim]:
         return self._store.claim_queued(app, name, limit, time.time())
@@ -292,11 +244,12 @@ class Dispatcher:
 
     # ---- attempts ----------------------------------------------------------------
 
-    async def _start(self, queue: FunctionQueue, claims: list[Claim]) -> None:
-        """Submit claimed calls in tasks of ``batch_size`` calls of one version each."""
+    def checked(self, queue: FunctionQueue, claims: list[Claim]
+                ) -> list[tuple[RuntimeFunction, Claim]]:
+        """The claimed calls that can run, with their functions; the others are settled
+        here (cancelled meanwhile, a deployment that cannot load, no node can run it)."""
         capacity = self._capacity()
-        runnable: dict[int, tuple[RuntimeFunction, list[Claim]]] = {}
-        parts: list[tuple[RuntimeFunction, Sequence[Claim]]] = []
+        runnable: list[tuple[RuntimeFunction, Claim]] = []
         for claim in claims:
             if claim.id in self._cancel_before_start:
                 self._cancel_before_start.discard(claim.id)
@@ -304,7 +257,7 @@ class Dispatcher:
             fn = self._catalog.get(claim.app, claim.version, claim.function)
             if fn is None:
                 problem = self._catalog.problem(claim.app, claim.version, claim.function)
-                self._spawn_task(self._settle_error(claim, error_of(
+                self.spawn_task(self._settle_error(claim, error_of(
                     ExecutionError if problem is None else DeploymentError,
                     problem or f"function {claim.app}.{claim.function} "
                     f"version {claim.version} is not in the store",
@@ -312,10 +265,23 @@ class Dispatcher:
                 continue
             reason = capacity.shortfall(shape_of(fn.options.ray_options()))
             if reason is not None:
-                now = time.monotonic()
-                decision = settle(Unrunnable(reason), call_so_far(claim, fn), now)
-                self._spawn_task(self._carry_out(claim, queue, decision, now))
+                self.settle_one(queue, fn, claim, Unrunnable(reason))
                 continue
+            runnable.append((fn, claim))
+        return runnable
+
+    def settle_one(self, queue: FunctionQueue, fn: RuntimeFunction, claim: Claim,
+                   end: AttemptEnd) -> None:
+        now = time.monotonic()
+        self.spawn_task(self._carry_out(claim, queue, settle(end, call_so_far(claim, fn), now),
+                                        now))
+
+    async def _start(self, queue: FunctionQueue, claims: list[Claim]) -> None:
+        """Submit claimed calls in tasks of ``batch_size`` calls of one version each."""
+        capacity = self._capacity()
+        runnable: dict[int, tuple[RuntimeFunction, list[Claim]]] = {}
+        parts: list[tuple[RuntimeFunction, Sequence[Claim]]] = []
+        for fn, claim in self.checked(queue, claims):
             if claim.id in self._alone:
                 parts.append((fn, [claim]))
             else:
@@ -344,9 +310,15 @@ class Dispatcher:
             report_node,  # on one node, where it runs needs no report
             tuple((claim.id, claim.attempts, claim.args) for claim in claims),
         ))
-        batch = Batch(queue=queue, function=fn, ref=ref, submitted_at=time.monotonic())
         if len(claims) == 1:
             self._alone.discard(claims[0].id)
+        self.track(queue, fn, ref, claims)
+
+    def track(self, queue: FunctionQueue, fn: RuntimeFunction, ref: ray.ObjectRef[Any],
+              claims: Sequence[Claim], container: Box | None = None) -> Batch:
+        """Follow a submitted task (or container input) until it ends."""
+        batch = Batch(queue=queue, function=fn, ref=ref, submitted_at=time.monotonic(),
+                      container=container)
         for claim in claims:
             attempt = Attempt(claim=claim, batch=batch)
             batch.attempts.append(attempt)
@@ -354,13 +326,14 @@ class Dispatcher:
         queue.running += 1
         queue.calls += len(claims)
         ref.future().add_done_callback(functools.partial(self._batch_ended, batch))
+        return batch
 
     async def _requeue(self, queue: FunctionQueue, claims: Sequence[Claim]) -> None:
         ids = [claim.id for claim in claims]
         await self._write_outcome(functools.partial(self._store.requeue, ids), len(ids))
         queue.kick.set()
 
-    def _spawn_task(self, coro: Any) -> None:
+    def spawn_task(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -408,16 +381,18 @@ class Dispatcher:
                 if self.inflight.get(attempt.claim.id) is attempt:
                     del self.inflight[attempt.claim.id]
             error = future.exception()
-            if error is None:
+            if batch.container is not None:
+                ends = self._pools.ended(batch, future)
+            elif error is None:
                 outcomes = [AttemptOutcome.from_wire(wire) for wire in future.result()]
-                ends = self._returned(batch, outcomes)
+                ends = self.returned(batch, outcomes)
             else:
                 ends = self._task_failed(batch, error)
             self._settle(batch, ends, now, succeeded)
         if succeeded:
-            self._spawn_task(self._finish_succeeded(succeeded))
+            self.spawn_task(self._finish_succeeded(succeeded))
 
-    def _returned(self, batch: Batch, outcomes: list[AttemptOutcome]) -> list[AttemptEnd]:
+    def returned(self, batch: Batch, outcomes: list[AttemptOutcome]) -> list[AttemptEnd]:
         """The task returned: each call's outcome, unless the registry stopped the call."""
         queue = batch.queue
         seconds = sum(outcome.seconds for outcome in outcomes) / len(outcomes)
@@ -461,9 +436,9 @@ class Dispatcher:
                     self._alone.add(claim.id)
                 requeued.append(claim)
             elif not isinstance(decision, Nothing):
-                self._spawn_task(self._carry_out(claim, batch.queue, decision, now))
+                self.spawn_task(self._carry_out(claim, batch.queue, decision, now))
         if requeued:
-            self._spawn_task(self._requeue(batch.queue, requeued))
+            self.spawn_task(self._requeue(batch.queue, requeued))
 
     async def _carry_out(
         self, claim: Claim, queue: FunctionQueue, decision: Decision, now: float
@@ -558,7 +533,8 @@ class Dispatcher:
         )
         if before is None:
             return False
-        if not self._stop_cancelled(call_id) and before is CallState.RUNNING:
+        if not self._stop_cancelled(call_id) and before is CallState.RUNNING \
+                and not self._pools.drop_held(call_id):
             self._cancel_before_start.add(call_id)
         self._on_finished(call_id)
         return True
@@ -571,9 +547,13 @@ class Dispatcher:
     def _stop_cancelled(self, call_id: str) -> bool:
         """Stop the Ray task of a call the store has cancelled; False when it has none."""
         self._alone.discard(call_id)
+        self._pools.forget_call(call_id)
         attempt = self.inflight.get(call_id)
         if attempt is None:
             return False
         attempt.cancelled = True
-        attempt.batch.stop()
+        if attempt.batch.container is not None:
+            self._pools.cancel_input(attempt)  # stop the input, not its whole container
+        else:
+            attempt.batch.stop()
         return True

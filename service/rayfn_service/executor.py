@@ -8,7 +8,8 @@ Each attempt's timeout is kept here, from the moment the call really starts (a t
 wait in Ray's queue for resources first, and a call for the calls before it): SIGALRM
 interrupts the function, even in ``time.sleep``. Code that does not return to Python (a
 stuck C call) cannot be interrupted that way; a watchdog thread then asks the registry to
-force-cancel the task.
+force-cancel the task. An ``async def`` function runs on an event loop of its own, under
+the same deadline.
 
 Processes the function started and left running are ended when the attempt ends (see
 ``children.py``): the worker is reused for other calls and must not collect strays.
@@ -16,13 +17,15 @@ Processes the function started and left running are ended when the attempt ends 
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import dataclasses
 import functools
+import inspect
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import cloudpickle
@@ -217,11 +220,62 @@ def _run_with_deadline(
         signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
         value = fn(*positional, **keywords)
+        if inspect.iscoroutine(value):  # an async def function: awaited here, in time
+            value = _run_coroutine(value, in_main_thread)
     finally:
         if in_main_thread:
             signal.setitimer(signal.ITIMER_REAL, 0)
     return functools.partial(AttemptOutcome, OutcomeKind.SUCCEEDED,
                              result=encode_result(value), result_json=encode_json(value))
+
+
+def _run_coroutine(coro: Coroutine[Any, Any, Any], in_main_thread: bool) -> Any:
+    """Run an async function's coroutine to its end, on an event loop of its own.
+
+    At the deadline the alarm raises AttemptTimeout wherever the main thread is, as for
+    plain code (so blocking code inside the coroutine is interrupted too), and it also
+    cancels the coroutine: the loop logs and drops an exception raised in a callback.
+    """
+    loop = asyncio.new_event_loop()
+    main = loop.create_task(coro)
+    timed_out = False
+
+    def on_alarm(signum: int, frame: object) -> None:
+        nonlocal timed_out
+        timed_out = True
+        loop.call_soon_threadsafe(main.cancel)
+        raise AttemptTimeout()
+
+    if in_main_thread:
+        signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        value = loop.run_until_complete(main)
+    except BaseException:
+        if timed_out:  # whatever the interruption became on its way out of the loop
+            raise AttemptTimeout() from None
+        raise
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGALRM, _on_alarm)
+        _close_loop(loop)
+    if timed_out:  # the coroutine caught its cancellation and returned, too late
+        raise AttemptTimeout()
+    return value
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel the tasks the coroutine left, then close the loop, as ``asyncio.run`` does
+    but without waiting for threads of the loop's executor: a thread the function left
+    blocked must not hold the attempt past its end."""
+    try:
+        leftover = asyncio.all_tasks(loop)
+        for task in leftover:
+            task.cancel()
+        if leftover:
+            loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
 
 
 def execute(task: TaskSpec, call: TaskCall, log: CallLog | None = None) -> MakeOutcome:

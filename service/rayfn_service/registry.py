@@ -26,6 +26,7 @@ from rayfn.exception import (
     ResourcesUnavailableError,
     StoreError,
 )
+from rayfn.options import FunctionOptions
 from rayfn.protocol.ids import validate_call_id
 from rayfn.protocol.names import REGISTRY_ACTOR, validate_name
 from rayfn.protocol.operations import Idempotency, RegistryApi
@@ -38,6 +39,7 @@ from rayfn.protocol.records import (
     RegistryAddress,
     RegistryInfo,
 )
+from rayfn.protocol.variants import parse_target
 from rayfn.schemas import AppInfo, CallLogs, CallStatus, FunctionInfo, FunctionStats
 from rayfn.settings import Settings
 from rayfn_service import web
@@ -142,6 +144,7 @@ class Registry:
             registry_address=RegistryAddress(self._settings.namespace, REGISTRY_ACTOR),
             on_finished=self._wake,
             capacity=lambda: self._capacity.current,
+            system_retries=self._settings.system_retries,
         )
         await self._capacity.refresh()  # before dispatching: calls no node can run fail
         if requeued:
@@ -151,6 +154,7 @@ class Registry:
         self._catalog.refresh_current()
         for app, name in self._store.queued_functions():
             self._dispatcher.kick(app, name)
+        self._dispatcher.warm()
         self._request_min_containers()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
         self._capacity_watch = asyncio.get_running_loop().create_task(self._watch_capacity())
@@ -208,6 +212,7 @@ class Registry:
         version = await self._commit.run(write)
         self._catalog.refresh_current()
         self._dispatcher.refresh_windows()
+        self._dispatcher.warm()
         self._request_min_containers()
         logger.info("deployed %s version %d (%d functions)", app, version, len(functions))
         endpoints = [f for f in functions if has_web_endpoint(f.options)]
@@ -311,17 +316,13 @@ class Registry:
         the first one made instead of making new ones.
         """
         validate_name("app", app)
-        validate_name("function", name)
-        version = self._catalog.current_version(app, name)
+        base = parse_target(name).base
+        version = self._catalog.current_version(app, base)
         if version is None:
-            await self.function_info(app, name)  # raises the precise NotFoundError
-            raise NotFoundError(f"{app}.{name} is not deployed")
-        function = self._loaded(app, name, version)
-        if function.options.web_endpoint is not None:
-            raise InvalidError(
-                f"{app}.{name} is a web endpoint (@rayfn.asgi_app()): it is served over "
-                "HTTP, not called"
-            )
+            await self.function_info(app, base)  # raises the precise NotFoundError
+            raise NotFoundError(f"{app}.{base} is not deployed")
+        function = self._catalog.check_variant(self._loaded(app, base, version), name)
+        check_spawnable(function.options, f"{app}.{base}", name)
         for call_id, args in calls:
             validate_call_id(call_id)
             if not isinstance(args, bytes):
@@ -579,6 +580,21 @@ class Registry:
             request_resources(bundles=bundles)
         except Exception:  # no autoscaler (a fixed local cluster): nothing to ask
             logger.debug("request_resources unavailable", exc_info=True)
+
+
+def check_spawnable(options: FunctionOptions, where: str, name: str) -> None:
+    """InvalidError for what cannot be spawned: a web endpoint, a generator (called with
+    ``remote_gen``), a class with parameters named without their values."""
+    if options.web_endpoint is not None:
+        raise InvalidError(f"{where} is a web endpoint (@rayfn.asgi_app()): it is served "
+                           "over HTTP, not called")
+    if options.generator:
+        raise InvalidError(f"{where} is a generator function: call it with remote_gen(), "
+                           "it cannot be spawned")
+    spec = options.cls
+    if spec is not None and spec.parameters and name == where.rpartition(".")[2]:
+        raise InvalidError(f"class {where} has parameters: call it as "
+                           f"{where.rpartition('.')[2]}(name=value).method")
 
 
 def settings_for_registry(settings: Settings) -> str:

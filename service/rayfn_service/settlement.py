@@ -15,6 +15,8 @@ carries its decisions out (store writes, retry timers, requeues, metrics).
   re-run by Ray (``max_retries``) until those retries ran out, and the call fails.
 - The other calls of a task the registry stopped for one of them go back to the queue,
   their attempt not counted.
+- A container that dies by itself: its calls go back to the queue, their attempt not
+  counted, up to the system retries; a container that cannot start fails its calls.
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ __all__ = [
     "AttemptEnd",
     "CallSoFar",
     "Cancelled",
+    "ContainerDied",
     "Decision",
     "Fail",
     "Lost",
+    "NotStarted",
     "Nothing",
     "Requeue",
     "Retry",
@@ -104,7 +108,27 @@ class Stranded:
     this call did."""
 
 
-AttemptEnd: TypeAlias = Returned | Cancelled | Stuck | Unrunnable | Lost | Stranded
+@dataclasses.dataclass(frozen=True, slots=True)
+class ContainerDied:
+    """The container running it died (its process killed, its node lost) without the
+    registry ending it: the ``times``-th time this call lost its container. It runs
+    again, its attempt not counted, up to ``limit`` times (the system retries)."""
+
+    error: BaseException
+    times: int
+    limit: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NotStarted:
+    """No container of its function could start (an ``@enter`` raised, every time the
+    system retries allowed): ``error`` says which and why."""
+
+    error: ErrorInfo
+
+
+AttemptEnd: TypeAlias = (Returned | Cancelled | Stuck | Unrunnable | Lost | Stranded
+                         | ContainerDied | NotStarted)
 
 
 # ---- what to do ----------------------------------------------------------------------
@@ -172,15 +196,23 @@ def settle(end: AttemptEnd, call: CallSoFar, now: float) -> Decision:
     if isinstance(end, Lost):
         if end.shared:  # only a call that kills its worker when run alone should fail
             return Requeue(alone=True)
-        text = str(end.error)
-        return Fail(CallState.FAILED, error_of(
-            ExecutionError,
-            f"{name} could not run: {type(end.error).__name__}: "
-            f"{text.splitlines()[0] if text else ''}",
-        ))
+        return _system_failure(f"{name} could not run", end.error)
     if isinstance(end, Stranded):
         return Requeue(alone=False)
+    if isinstance(end, ContainerDied):
+        if end.times <= end.limit:
+            return Requeue(alone=False)
+        return _system_failure(f"{name} lost its container {end.times} times", end.error)
+    if isinstance(end, NotStarted):
+        return Fail(CallState.FAILED, end.error)
     raise TypeError(f"not an AttemptEnd: {end!r}")
+
+
+def _system_failure(what: str, error: BaseException) -> Fail:
+    """A failure of Ray's, not of the call: its first line is enough."""
+    lines = str(error).splitlines()
+    return Fail(CallState.FAILED, error_of(
+        ExecutionError, f"{what}: {type(error).__name__}: {lines[0] if lines else ''}"))
 
 
 def _returned(outcome: AttemptOutcome, call: CallSoFar, now: float) -> Decision:

@@ -27,6 +27,7 @@ from rayfn.protocol.operations import Operation, RegistryApi, operation_name
 from rayfn.protocol.payload import CallOutcome
 from rayfn.protocol.records import CallQuery, DeployedFunction, DeployResult
 from rayfn.protocol.retry import Transient, retry
+from rayfn.protocol.variants import validate_target
 from rayfn.schemas import (
     AppInfo,
     AppList,
@@ -88,7 +89,7 @@ def _app(app: str, function: str | None = None) -> str:
     allowed to make a path of its own (``a/b``, ``..``)."""
     path = f"/v1/apps/{quote(validate_name('app', app), safe='')}"
     if function is not None:
-        path += f"/functions/{quote(validate_name('function', function), safe='')}"
+        path += f"/functions/{quote(validate_target(function), safe='')}"
     return path
 
 

@@ -7,9 +7,11 @@ prints one line and exits 1, without a traceback. Everything printed goes throug
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
 import functools
+import inspect
 import json
 import sys
 import traceback
@@ -224,7 +226,8 @@ def serve(ref: str, host: str, port: int | None, reload: bool) -> None:
 def run(ctx: click.Context, ref: str) -> None:
     """Run a local entrypoint (or a function) of FILE[::NAME] inside an ephemeral app.
 
-    The entrypoint's parameters become --flags: `rayfn run job.py --data x`.
+    The entrypoint's parameters become --flags: `rayfn run job.py --data x`. An
+    `async def` entrypoint is awaited.
     """
     from rayfn.app import LocalEntrypoint
     from rayfn.cli.flags import command_for
@@ -237,7 +240,7 @@ def run(ctx: click.Context, ref: str) -> None:
 
         def invoke(**kwargs: Any) -> Any:
             with app.run():
-                return fn(**kwargs)
+                return _run_to_end(fn(**kwargs))
     else:
         function = target
         fn = function.get_raw_f()
@@ -256,6 +259,12 @@ def run(ctx: click.Context, ref: str) -> None:
         command.main(args=ctx.args, prog_name=f"rayfn run {ref}", standalone_mode=False)
     except click.UsageError as exc:
         _fail(exc.format_message())
+
+
+def _run_to_end(value: Any) -> Any:
+    """What an entrypoint returned; an ``async def`` one's coroutine is awaited (on a
+    loop of its own, ended before the app stops)."""
+    return asyncio.run(value) if inspect.iscoroutine(value) else value
 
 
 @cli.group(name="app")

@@ -18,6 +18,7 @@ from rayfn.protocol.names import validate_name
 from rayfn.protocol.operations import RegistryApi
 from rayfn.protocol.payload import CallOutcome, dumps_args
 from rayfn.protocol.records import CallQuery, DeployedFunction
+from rayfn.protocol.variants import MAX_CODE_CHARS, validate_target
 from rayfn.schemas import (
     AppList,
     AppSummary,
@@ -55,7 +56,10 @@ ENDED_WITHOUT_VALUE = 424
 router = APIRouter(prefix="/v1")
 
 AppName = Annotated[str, Path(description="App name", max_length=200)]
-FunctionName = Annotated[str, Path(description="Function name", max_length=200)]
+FunctionName = Annotated[str, Path(
+    description="Function name; calls of a class with parameters, or of options set with "
+    "with_options, name its variant (`Model~...`, as the SDK makes it)",
+    max_length=80 + MAX_CODE_CHARS)]
 CallId = Annotated[str, Path(description="Call ID, `fc-` and a 26-character ULID")]
 Wait = Annotated[
     float, Query(ge=0, le=MAX_WAIT_SECONDS, description="Seconds to wait for the call to end")
@@ -100,7 +104,7 @@ async def _spawn(
     body: object,
 ) -> list[str]:
     validate_name("app", app)
-    validate_name("function", function)
+    validate_target(function)
     payloads = [dumps_args(tuple(i.args), i.kwargs) for i in inputs]
     ids = new_call_ids(len(payloads))
     idempotency = None
@@ -170,7 +174,7 @@ async def spawn_pickled(
     request: Request, app: AppName, function: FunctionName, body: PickledSpawnRequest
 ) -> BatchSpawnResponse:
     validate_name("app", app)
-    validate_name("function", function)
+    validate_target(function)
     calls = [(validate_call_id(c.call_id), c.args) for c in body.calls]
     ids = await registry(request).spawn(app, function, calls, None)
     return BatchSpawnResponse(call_ids=ids)
