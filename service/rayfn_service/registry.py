@@ -330,8 +330,8 @@ class Registry:
             check_input_size(args, self._settings.max_input_bytes, f"{app}.{name}")
         reason = await self._capacity.shortfall(shape_of(function.options.ray_options()))
         if reason is not None:
-            raise ResourcesUnavailableError(f"{app}.{name} can never run on this "
-                                            f"cluster: {reason}")
+            raise ResourcesUnavailableError(f"{app}.{function.variant.describe()} can never "
+                                            f"run on this cluster: {reason}")
         now = time.time()
         rows = [NewCall(call_id, app, name, version, args, now) for call_id, args in calls]
 

@@ -321,6 +321,10 @@ def test_with_options_and_bad_options(unique_app: str) -> None:
     assert sleepy.remote(0.1) == 0.1
     assert Sized.with_options(cpu=2)().cpus.remote() == 2.0
     assert Sized().cpus.remote() == 1.0
+    from rayfn.exception import ResourcesUnavailableError
+
+    with pytest.raises(ResourcesUnavailableError, match=r"Sized\[gpu=8\.0\] can never run"):
+        Sized.with_options(gpu=8)().cpus.spawn()
     with pytest.raises(InvalidError, match="cpu"):
         Sized.with_options(cpu=-1)
     with pytest.raises(InvalidError, match="does not take"):
