@@ -43,20 +43,22 @@ class _Batch:
     client: Client
     app: str
     name: str
+    parent: str | None  # the call whose code spawns them
     calls: list[tuple[str, bytes]] = dataclasses.field(default_factory=list)
 
 
 class AcceptPipeline:
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._queue: dict[tuple[int, str, str], _Batch] = {}
+        self._queue: dict[tuple[int, str, str, str | None], _Batch] = {}
         self._unconfirmed: set[str] = set()
         self._refused: collections.OrderedDict[str, BaseException] = collections.OrderedDict()
         self._last_spawn = -float("inf")
         self._last_refusal: BaseException | None = None
         self._sender: threading.Thread | None = None
 
-    def spawn(self, client: Client, app: str, name: str, call_id: str, payload: bytes) -> bool:
+    def spawn(self, client: Client, app: str, name: str, call_id: str, payload: bytes,
+              parent: str | None = None) -> bool:
         """Accept one call; True if it is only queued (not yet confirmed)."""
         burst = get_settings().spawn_burst_seconds
         with self._cond:
@@ -64,17 +66,17 @@ class AcceptPipeline:
             queue_it = now - self._last_spawn < burst and self._last_refusal is None
             self._last_spawn = now
             if queue_it:
-                key = (id(client), app, name)
+                key = (id(client), app, name, parent)
                 batch = self._queue.get(key)
                 if batch is None:
-                    batch = self._queue[key] = _Batch(client, app, name)
+                    batch = self._queue[key] = _Batch(client, app, name, parent)
                 batch.calls.append((call_id, payload))
                 self._unconfirmed.add(call_id)
                 self._ensure_sender()
                 self._cond.notify_all()
                 return True
         try:
-            client.call(RegistryApi.spawn, app, name, [(call_id, payload)])
+            client.call(RegistryApi.spawn, app, name, [(call_id, payload)], None, parent)
         except BaseException as exc:
             with self._cond:
                 self._last_refusal = exc
@@ -101,6 +103,10 @@ class AcceptPipeline:
                 refusal = self._refused.get(call_id)
                 if refusal is not None:
                     raise refusal
+
+    def pending(self) -> bool:
+        with self._cond:
+            return bool(self._unconfirmed)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every queued call has been answered (committed or refused);
@@ -133,7 +139,8 @@ class AcceptPipeline:
             chunk = batch.calls[start:start + size]
             refusal: BaseException | None = None
             try:
-                batch.client.call(RegistryApi.spawn, batch.app, batch.name, chunk)
+                batch.client.call(RegistryApi.spawn, batch.app, batch.name, chunk, None,
+                                  batch.parent)
             except BaseException as exc:  # handed to whoever looks at these calls
                 refusal = exc
             self._answered(chunk, refusal)
@@ -163,8 +170,9 @@ def _forget_in_child() -> None:
 os.register_at_fork(after_in_child=_forget_in_child)
 
 
-def spawn(client: Client, app: str, name: str, call_id: str, payload: bytes) -> bool:
-    return _pipeline.spawn(client, app, name, call_id, payload)
+def spawn(client: Client, app: str, name: str, call_id: str, payload: bytes,
+          parent: str | None = None) -> bool:
+    return _pipeline.spawn(client, app, name, call_id, payload, parent)
 
 
 def wait(call_ids: Iterable[str]) -> None:
@@ -183,6 +191,10 @@ def settle() -> None:
 
 def flush(timeout: float | None = None) -> bool:
     return _pipeline.flush(timeout)
+
+
+def pending() -> bool:
+    return _pipeline.pending()
 
 
 def _flush_at_exit() -> None:

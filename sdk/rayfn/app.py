@@ -294,9 +294,15 @@ class App:
         ephemeral = self.name[: MAX_NAME_LENGTH - len(suffix)] + suffix
         client = get_client()
         _accepts.settle()
-        if self.registered_functions or self.registered_classes:
-            client.call(RegistryApi.deploy, ephemeral, self._payload(), True)
+        # Named first: functions that call each other are pickled with the name their
+        # calls must go to, the ephemeral app's.
         self._running_name = ephemeral
+        try:
+            if self.registered_functions or self.registered_classes:
+                client.call(RegistryApi.deploy, ephemeral, self._payload(), True)
+        except BaseException:
+            self._running_name = None
+            raise
         try:
             yield self
         finally:

@@ -11,6 +11,7 @@ from typing import Any, Generic, TypeVar
 from rayfn import _accepts
 from rayfn._aio import aio_function, aio_method
 from rayfn._client import get_client
+from rayfn.call_graph import InputInfo, InputStatus
 from rayfn.exception import InvalidError, OutputExpiredError
 from rayfn.exception import TimeoutError as RayfnTimeoutError
 from rayfn.protocol.ids import validate_call_id
@@ -24,6 +25,8 @@ R = TypeVar("R")
 # Calls asked about per request while collecting: the oldest pending ones, which end
 # first; a bigger window costs the registry a lookup per ID on every request.
 POLL_WINDOW = 200
+# Calls a call graph holds at most (a fan-out of thousands is still shown whole).
+MAX_GRAPH_CALLS = 100_000
 
 
 def check_timeout(timeout: float | None) -> float | None:
@@ -129,10 +132,35 @@ class FunctionCall(Generic[R]):
         retried. Cancelling a finished call changes nothing."""
         return get_client().call(RegistryApi.cancel, self.object_id)
 
+    @aio_method
+    def get_call_graph(self) -> list[InputInfo]:
+        """The call and the calls its code spawned, with theirs, and their states (as
+        Modal's: a list holding the root). At most ``MAX_GRAPH_CALLS`` calls."""
+        client = get_client()
+        root_status = client.call(RegistryApi.status, self.object_id)
+        root = _input_info(root_status)
+        frontier = [root]
+        seen = 1
+        while frontier and seen < MAX_GRAPH_CALLS:
+            node = frontier.pop(0)
+            for child in client.call(RegistryApi.children, node.object_id):
+                if seen >= MAX_GRAPH_CALLS:
+                    break
+                info = _input_info(child)
+                node.children.append(info)
+                frontier.append(info)
+                seen += 1
+        return [root]
+
     @aio_function  # takes no self, as a staticmethod
     def gather(*function_calls: FunctionCall[Any]) -> list[Any]:
         """The values of several calls, in order; raises the first failure."""
         return list(_gather(function_calls))
+
+
+def _input_info(status: CallStatus) -> InputInfo:
+    return InputInfo(status.call_id, status.call_id, InputStatus.of(status.state),
+                     status.state, status.app, status.function)
 
 
 def _accept_all(calls: Sequence[FunctionCall[Any]]) -> None:

@@ -8,6 +8,8 @@ methods when it stops. Each set of parameter values has its own pool of containe
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -78,6 +80,19 @@ def _parameters(user_cls: type) -> tuple[ParameterSpec, ...]:
     return tuple(specs)
 
 
+def _callable_methods(user_cls: type) -> dict[str, Callable[..., Any]]:
+    """The class's ``@method()`` (and ``@batched``) functions, by name."""
+    found: dict[str, Callable[..., Any]] = {}
+    for name, member in _members(user_cls).items():
+        fn = member.__func__ if isinstance(member, (staticmethod, classmethod)) else member
+        if role_of(fn) is Role.METHOD:
+            if isinstance(member, (staticmethod, classmethod)):
+                raise InvalidError(f"{user_cls.__name__}.{name}: a @method() must be an "
+                                   "instance method")
+            found[name] = fn
+    return found
+
+
 def class_spec_of(user_cls: type) -> tuple[ClassSpec, dict[str, Any]]:
     """The class's methods and parameters, checked; and what its methods' marks say
     about batching (a class with a ``@batched`` method has only that method, as in
@@ -87,31 +102,27 @@ def class_spec_of(user_cls: type) -> tuple[ClassSpec, dict[str, Any]]:
     if "__init__" in vars(user_cls) and _parameters(user_cls):
         raise InvalidError(f"{user_cls.__name__}: a class with modal.parameter() fields "
                            "cannot define __init__; use @enter() for set-up")
-    methods: list[str] = []
-    batched: dict[str, Any] = {}
-    for name, member in _members(user_cls).items():
-        fn = member.__func__ if isinstance(member, (staticmethod, classmethod)) else member
-        role = role_of(fn)
-        if role is Role.METHOD:
-            if isinstance(member, (staticmethod, classmethod)):
-                raise InvalidError(f"{user_cls.__name__}.{name}: a @method() must be an "
-                                   "instance method")
-            methods.append(name)
-            if batching_of(fn) is not None:
-                check_batched_signature(fn, f"{user_cls.__name__}.{name}")
-                batched[name] = batching_of(fn)
-    if len(batched) > 1:
-        raise InvalidError(f"class {user_cls.__name__} can only have one @batched method")
-    if batched and len(methods) > 1:
-        raise InvalidError(f"class {user_cls.__name__} with a @batched method cannot have "
-                           "other methods")
-    extras: dict[str, Any] = {}
-    if batched:
-        (batching,) = batched.values()
-        extras = {"max_batch_size": batching.max_batch_size, "batch_wait_ms": batching.wait_ms}
+    methods = _callable_methods(user_cls)
     if not methods:
         raise InvalidError(f"class {user_cls.__name__} has no @method() to call")
-    return ClassSpec(tuple(methods), _parameters(user_cls)), extras
+    generators = [name for name, fn in methods.items()
+                  if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)]
+    batched = {name: batching_of(fn) for name, fn in methods.items()
+               if batching_of(fn) is not None}
+    extras: dict[str, Any] = {}
+    if batched:
+        if len(batched) > 1:
+            raise InvalidError(f"class {user_cls.__name__} can only have one @batched method")
+        if len(methods) > 1:
+            raise InvalidError(f"class {user_cls.__name__} with a @batched method cannot "
+                               "have other methods")
+        if generators:
+            raise InvalidError(f"class {user_cls.__name__}: a @batched method cannot yield")
+        ((name, batching),) = batched.items()
+        assert batching is not None
+        check_batched_signature(methods[name], f"{user_cls.__name__}.{name}")
+        extras = {"max_batch_size": batching.max_batch_size, "batch_wait_ms": batching.wait_ms}
+    return ClassSpec(tuple(methods), _parameters(user_cls), tuple(generators)), extras
 
 
 def lifecycle_methods(user_cls: type, role: Role) -> list[str]:
@@ -260,8 +271,9 @@ class Obj:
             raw = None
             if self._cls._user_cls is not None:
                 raw = getattr(self._cls._user_cls, name)
+            options = dataclasses.replace(self._cls.options, generator=name in spec.generators)
             method = Function(self._cls.name, app=self._cls._app, app_name=self._cls._app_name,
-                              raw=raw, options=self._cls.options, method=name,
+                              raw=raw, options=options, method=name,
                               target=self._target, bound_local=self._local_method(name))
             self._methods[name] = method
         return method

@@ -7,11 +7,13 @@ import types
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
+import cloudpickle
+
 from rayfn import _accepts
 from rayfn._aio import aio_iter_method, aio_method
 from rayfn._client import get_client
 from rayfn._progress import progress_bar
-from rayfn.call import FunctionCall, collect
+from rayfn.call import FunctionCall, collect, result_of
 from rayfn.exception import InvalidError
 from rayfn.options import FunctionOptions
 from rayfn.protocol.ids import new_call_ids
@@ -19,6 +21,7 @@ from rayfn.protocol.names import validate_name
 from rayfn.protocol.operations import RegistryApi
 from rayfn.protocol.payload import check_arguments, check_input_size, dumps_args
 from rayfn.protocol.variants import Variant, overrides_of, parse_target
+from rayfn.runtime import current_call
 from rayfn.settings import get_settings
 
 if TYPE_CHECKING:
@@ -28,6 +31,8 @@ __all__ = ["Function"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+# How long one request for a generator's next values waits (the registry caps it too).
+WAIT_SECONDS = 10.0
 
 
 class Function(Generic[P, R]):
@@ -168,8 +173,33 @@ class Function(Generic[P, R]):
         self._check_callable()
         payload = self._encode(args, kwargs)
         (call_id,) = new_call_ids(1)
-        queued = _accepts.spawn(get_client(), self.app_name, self._target, call_id, payload)
+        queued = _accepts.spawn(get_client(), self.app_name, self._target, call_id, payload,
+                                current_call())
         return FunctionCall._of_new_id(call_id, queued)
+
+    @aio_iter_method
+    def remote_gen(self, /, *args: P.args, **kwargs: P.kwargs) -> Iterator[Any]:
+        """Run a generator function on the cluster and yield its values as it yields
+        them (``async for v in f.remote_gen.aio(...)`` in async code)."""
+        if self._raw is not None and not self.options.generator:
+            raise InvalidError(f"{self!r} is not a generator function: use remote()")
+        if self.options.web_endpoint is not None:
+            self._check_callable()
+        payload = self._encode(args, kwargs)
+        (call_id,) = new_call_ids(1)
+        client = get_client()
+        _accepts.end_burst()
+        client.call(RegistryApi.spawn_generator, self.app_name, self._target, call_id,
+                    payload, current_call())
+        start = 0
+        while True:
+            page = client.call(RegistryApi.generator_values, call_id, start, WAIT_SECONDS)
+            for value in page.values:
+                yield cloudpickle.loads(value)
+            start += len(page.values)
+            if page.done:  # raises what ended it, if it did not succeed
+                result_of(client.call(RegistryApi.get, call_id, 0.0))
+                return
 
     @aio_method
     def remote(self, /, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -256,7 +286,7 @@ class Function(Generic[P, R]):
                 call_ids.extend(ids)
                 yield list(zip(ids, payloads, strict=True))
 
-        client.spawn_batches(self.app_name, self._target, batches())
+        client.spawn_batches(self.app_name, self._target, batches(), current_call())
         return call_ids
 
 

@@ -198,11 +198,14 @@ class ClassSpec:
 
     methods: tuple[str, ...]
     parameters: tuple[ParameterSpec, ...] = ()
+    generators: tuple[str, ...] = ()  # the methods that yield (called with remote_gen)
 
     def __post_init__(self) -> None:
         for method in self.methods:
             if not isinstance(method, str) or not method.isidentifier():
                 raise InvalidError(f"a method name must be an identifier, not {method!r}")
+        if not set(self.generators) <= set(self.methods):
+            raise InvalidError("a generator method must be one of the class's methods")
         names = [p.name for p in self.parameters]
         if len(set(names)) < len(names) or len(set(self.methods)) < len(self.methods):
             raise InvalidError("a class names a method or a parameter twice")
@@ -220,11 +223,12 @@ class ClassSpec:
             if fields.get("type") == "bytes" and isinstance(fields.get("default"), str):
                 fields["default"] = bytes.fromhex(fields["default"])
             params.append(ParameterSpec(**fields))
-        return cls(tuple(data["methods"]), tuple(params))
+        return cls(tuple(data["methods"]), tuple(params), tuple(data.get("generators", ())))
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "methods": list(self.methods),
+            "generators": list(self.generators),
             "parameters": [
                 {**dataclasses.asdict(p),
                  "default": p.default.hex() if isinstance(p.default, bytes) else p.default}

@@ -340,3 +340,31 @@ class Health(BaseModel):
     server: str | None = None
     """Only with ``?challenge=``: an HMAC of the challenge under the key in the state
     directory (0600), so a launcher can tell its own server from another process."""
+
+
+class GeneratorSpawnRequest(BaseModel):
+    """The SDK's ``remote_gen`` over HTTP: one call of a generator function."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    call_id: str
+    args: Base64Bytes
+
+
+class GeneratorSpawnResponse(BaseModel):
+    call_id: str
+
+
+class ValuesResponse(BaseModel):
+    """Values a generator call yielded from ``start`` on (pickled), and whether it has
+    ended with no more to come."""
+
+    start: int
+    values: list[Base64Bytes]
+    done: bool
+
+
+class ChildrenResponse(BaseModel):
+    """The calls a call's code spawned, oldest first."""
+
+    calls: list[CallStatus]

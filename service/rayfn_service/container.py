@@ -54,8 +54,9 @@ from rayfn.protocol.records import (
     TaskSpec,
     TaskWire,
 )
-from rayfn.runtime import enter_cluster, flush_spawns
+from rayfn.runtime import calling, enter_cluster, flush_spawns, spawns_pending
 from rayfn_service.call_output import CallLog, captured_in_context
+from rayfn_service.yielded import ValueSender, drain, drain_async
 
 __all__ = ["Container", "ContainerSpec", "InputCancelled"]
 
@@ -99,6 +100,7 @@ class _Input:
     task: asyncio.Task[Any] | None = None  # the task running it, for coroutines
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
     done: bool = False
+    waiting: asyncio.Task[Any] | None = None  # the run waiting for a slot, until it starts
     sent_writes: int = 0
 
 
@@ -122,6 +124,7 @@ class Container:
         self._registry: RegistryActor | None = None
         self._methods: set[str] = set()
         self.healthy = True
+        self._slots = asyncio.Semaphore(spec.max_inputs)  # inputs running at once
 
     # ---- lifecycle -----------------------------------------------------------------
 
@@ -180,6 +183,9 @@ class Container:
         running = self._inputs.get(call_id)
         if running is None:
             return False
+        if running.waiting is not None:  # sent ahead, not started: it never will
+            running.waiting.cancel()
+            return True
         if running.task is not None:
             running.task.cancel()
         self._raise_in(running, InputCancelled)
@@ -192,23 +198,45 @@ class Container:
         the container is still sound (False: a thread it could not stop is left)."""
         task = TaskSpec.from_wire(wire)
         self._ensure_reporter()
-        started = time.perf_counter()
-        with captured_in_context() as log:
+        with captured_in_context() as log, calling(task.calls[0].call_id):
             inputs = [_Input(c.call_id, c.attempt, log) for c in task.calls]
             for item in inputs:
                 self._inputs[item.call_id] = item
             try:
-                if self._spec.batched:
-                    made = await self._run_batch(task, inputs)
-                else:
-                    made = [await self._run_one(task, task.calls[0], inputs[0])]
+                made, seconds = await self._in_turn(task, inputs)
             finally:
                 for item in inputs:
                     self._inputs.pop(item.call_id, None)
-                await asyncio.get_running_loop().run_in_executor(None, flush_spawns)
-        seconds = (time.perf_counter() - started) / len(made)
+                if spawns_pending():  # what it spawned is committed before it ends
+                    await asyncio.get_running_loop().run_in_executor(None, flush_spawns)
         text = log.text()
         return [ended(seconds, text).to_wire() for ended in made], self.healthy
+
+    async def _in_turn(self, task: TaskSpec, inputs: list[_Input]
+                       ) -> tuple[list[_Made], float]:
+        """Run once a slot is free. The registry sends a few inputs ahead of the free
+        slots, so that the next one is here when one ends; they wait here, and a cancel
+        while they wait ends them at once. Also answers each call's time from its start
+        (the wait not counted: the registry sizes what it sends ahead by it)."""
+        for item in inputs:
+            item.waiting = asyncio.current_task()
+        try:
+            await self._slots.acquire()
+        except asyncio.CancelledError:
+            return [_made(OutcomeKind.FAILED, error_of(
+                ExecutionError, f"{item.call_id} was cancelled")) for item in inputs], 0.0
+        finally:
+            for item in inputs:
+                item.waiting = None
+        started = time.perf_counter()
+        try:
+            if self._spec.batched:
+                made = await self._run_batch(task, inputs)
+            else:
+                made = [await self._run_one(task, task.calls[0], inputs[0])]
+        finally:
+            self._slots.release()
+        return made, (time.perf_counter() - started) / len(made)
 
     async def _run_one(self, task: TaskSpec, call: TaskCall, item: _Input) -> _Made:
         try:
@@ -280,6 +308,10 @@ class Container:
             if inspect.iscoroutinefunction(fn):
                 item.task = asyncio.current_task()
                 value = await asyncio.wait_for(fn(*args, **kwargs), timeout)
+            elif inspect.isasyncgenfunction(fn):
+                item.task = asyncio.current_task()
+                value = await asyncio.wait_for(
+                    self._drain_here(fn(*args, **kwargs), item), timeout)
             else:
                 value = await self._in_input_thread(fn, args, kwargs, item, timeout)
         except (InputTimeout, asyncio.TimeoutError):
@@ -309,14 +341,27 @@ class Container:
                 raise InputTimeout()
         return future.result()
 
+    async def _drain_here(self, values: Any, item: _Input) -> int:
+        """An async generator on the actor's loop; the registry's answers to its values
+        are awaited in a thread, which leaves the loop free."""
+        sender = ValueSender(self._registry_actor(), item.call_id, item.attempt, None)
+        loop = asyncio.get_running_loop()
+        try:
+            async for value in values:
+                sender.send(value)
+        except BaseException:
+            await loop.run_in_executor(None, sender.finish_quietly)
+            raise
+        return int(await loop.run_in_executor(None, sender.finish))
+
     @staticmethod
     def _raise_in(item: _Input, exc_type: type[BaseException]) -> None:
         with item.lock:
             if item.thread is not None and not item.done:
                 _raise_in_thread(item.thread, exc_type)
 
-    @staticmethod
-    def _thread_body(fn: Callable[..., Any], args: Any, kwargs: Any, item: _Input) -> Any:
+    def _thread_body(self, fn: Callable[..., Any], args: Any, kwargs: Any,
+                     item: _Input) -> Any:
         with item.lock:
             item.thread = threading.get_ident()
         try:
@@ -324,12 +369,19 @@ class Container:
                 value = fn(*args, **kwargs)
                 if inspect.isawaitable(value):  # a sync wrapper that returns a coroutine
                     value = asyncio.run(_awaited(value))
+                elif inspect.isgenerator(value):  # remote_gen: each value sent as it comes
+                    value = drain(value, self._sender(item))
+                elif inspect.isasyncgen(value):
+                    value = asyncio.run(drain_async(value, self._sender(item)))
                 return value
             finally:
                 with item.lock:
                     item.done = True
         finally:
             _raise_in_thread(threading.get_ident(), None)  # one raised just too late
+
+    def _sender(self, item: _Input) -> ValueSender:
+        return ValueSender(self._registry_actor(), item.call_id, item.attempt)
 
     async def _call(self, fn: Callable[..., Any]) -> Any:
         if inspect.iscoroutinefunction(fn):

@@ -143,6 +143,9 @@ class Dispatcher:
             return attempt
         return None
 
+    def is_running(self, call_id: str, attempt_number: int) -> bool:
+        return self._running_attempt(call_id, attempt_number) is not None
+
     def attempt_started(self, call_id: str, attempt_number: int, node_id: str) -> None:
         if attempt := self._running_attempt(call_id, attempt_number):
             attempt.node_id = node_id

@@ -58,9 +58,10 @@ from rayfn.protocol.records import (
     TaskSpec,
     TaskWire,
 )
-from rayfn.runtime import enter_cluster, flush_spawns
+from rayfn.runtime import calling, enter_cluster, flush_spawns
 from rayfn_service import children
 from rayfn_service.call_output import CallLog, captured
+from rayfn_service.yielded import ValueSender, drain, drain_async
 
 # TaskSpec.code: the pickled function itself, or (when large) a one-element list holding
 # its ObjectRef.
@@ -211,7 +212,8 @@ def _ended(kind: OutcomeKind, error: ErrorInfo) -> MakeOutcome:
 
 
 def _run_with_deadline(
-    fn: Callable[..., Any], name: str, args: bytes, timeout: float
+    fn: Callable[..., Any], name: str, args: bytes, timeout: float,
+    sender: Callable[[], ValueSender],
 ) -> MakeOutcome:
     positional, keywords = _arguments(fn, name, args)
     in_main_thread = threading.current_thread() is threading.main_thread()
@@ -222,6 +224,10 @@ def _run_with_deadline(
         value = fn(*positional, **keywords)
         if inspect.iscoroutine(value):  # an async def function: awaited here, in time
             value = _run_coroutine(value, in_main_thread)
+        elif inspect.isgenerator(value):  # remote_gen: each value sent as it comes
+            value = drain(value, sender())
+        elif inspect.isasyncgen(value):
+            value = _run_coroutine(drain_async(value, sender()), in_main_thread)
     finally:
         if in_main_thread:
             signal.setitimer(signal.ITIMER_REAL, 0)
@@ -294,7 +300,10 @@ def execute(task: TaskSpec, call: TaskCall, log: CallLog | None = None) -> MakeO
     _watchdog.watch(_Running(registry, call.call_id, call.attempt, started + timeout, log))
     before = children.started()
     try:
-        return _run_with_deadline(fn, name, call.args, timeout)
+        with calling(call.call_id):  # what it spawns are its children
+            return _run_with_deadline(
+                fn, name, call.args, timeout,
+                lambda: ValueSender(_registry(registry), call.call_id, call.attempt))
     except _InvalidCall as invalid:
         return _ended(OutcomeKind.INVALID, error_of(type(invalid.error), str(invalid.error)))
     except AttemptTimeout:

@@ -38,6 +38,7 @@ from rayfn.protocol.records import (
     MetricsSnapshot,
     RegistryAddress,
     RegistryInfo,
+    ValuesPage,
 )
 from rayfn.protocol.variants import parse_target
 from rayfn.schemas import AppInfo, CallLogs, CallStatus, FunctionInfo, FunctionStats
@@ -62,6 +63,17 @@ ANY_LINGER_SECONDS = 0.05
 # free for spawns, pings and workers' reports. A wait beyond it answers at once.
 MAX_PARKED_WAITS = 9_000
 MAX_LISTED_CALLS = 1000
+# A generator call's values per answer (and at most max_input_bytes of them past the
+# first), and the children of a call listed at most.
+VALUES_PER_PAGE = 1000
+MAX_CHILDREN = 10_000
+
+
+def check_wait(timeout: object) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
+            or not timeout >= 0:
+        raise InvalidError(f"timeout must be a number of seconds >= 0, not {timeout!r}")
+    return float(timeout)
 
 
 @dataclasses.dataclass
@@ -308,6 +320,7 @@ class Registry:
         name: str,
         calls: Sequence[tuple[str, bytes]],
         idempotency: Idempotency | None = None,
+        parent: str | None = None,
     ) -> list[str]:
         """Accept calls (IDs chosen by the client); answer after they are committed.
 
@@ -315,14 +328,30 @@ class Registry:
         With ``idempotency`` (key, request hash), a repeated request returns the calls
         the first one made instead of making new ones.
         """
+        return await self._accept(app, name, calls, idempotency, parent, generator=False)
+
+    @_needs_store
+    async def spawn_generator(
+        self, app: str, name: str, call_id: str, args: bytes, parent: str | None = None
+    ) -> str:
+        (accepted,) = await self._accept(app, name, [(call_id, args)], None, parent,
+                                         generator=True)
+        return accepted
+
+    async def _accept(
+        self, app: str, name: str, calls: Sequence[tuple[str, bytes]],
+        idempotency: Idempotency | None, parent: str | None, *, generator: bool,
+    ) -> list[str]:
         validate_name("app", app)
+        if parent is not None:
+            validate_call_id(parent)
         base = parse_target(name).base
         version = self._catalog.current_version(app, base)
         if version is None:
             await self.function_info(app, base)  # raises the precise NotFoundError
             raise NotFoundError(f"{app}.{base} is not deployed")
         function = self._catalog.check_variant(self._loaded(app, base, version), name)
-        check_spawnable(function.options, f"{app}.{base}", name)
+        check_spawnable(function.options, f"{app}.{base}", name, generator)
         for call_id, args in calls:
             validate_call_id(call_id)
             if not isinstance(args, bytes):
@@ -342,6 +371,8 @@ class Registry:
                 if known != ids:
                     return known
             self._store.insert_calls(rows)
+            if parent is not None:
+                self._store.add_children(parent, ids)
             return ids
 
         accepted = await self._commit.run(write)
@@ -479,6 +510,58 @@ class Registry:
         """Called by a worker while an attempt runs: what it printed so far."""
         self._dispatcher.attempt_output(call_id, attempt, text)
 
+    @_needs_store
+    async def generator_values(self, call_id: str, start: int, timeout: float) -> ValuesPage:
+        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+            raise InvalidError(f"start must be an index >= 0, not {start!r}")
+        timeout = min(check_wait(timeout), self._settings.wait_chunk_seconds)
+        waiter = self._listen([call_id]) if timeout > 0 else None  # before looking
+        try:
+            page = self._values_page(call_id, start)
+            if not page.values and not page.done and waiter is not None:
+                self._parked += 1
+                try:
+                    await asyncio.wait_for(waiter.event.wait(), timeout)
+                except asyncio.TimeoutError:
+                    pass
+                finally:
+                    self._parked -= 1
+                page = self._values_page(call_id, start)
+        finally:
+            if waiter is not None:
+                self._unlisten([call_id], waiter)
+        return page
+
+    def _values_page(self, call_id: str, start: int) -> ValuesPage:
+        record = self._record(call_id, with_payload=False)
+        values = self._store.get_values(call_id, start, VALUES_PER_PAGE,
+                                        self._settings.max_input_bytes)
+        return ValuesPage(start, tuple(values), record.state.is_terminal() and not values)
+
+    @_needs_store
+    async def children(self, call_id: str) -> list[CallStatus]:
+        self._record(call_id, with_payload=False)  # NotFoundError for an unknown call
+        ids = self._store.get_children(call_id, MAX_CHILDREN)
+        now = time.time()
+        records = {r.id: r for r in self._store.get_calls(ids)}
+        return [status_of(records[i], now) for i in ids if i in records]
+
+    async def attempt_values(
+        self, call_id: str, attempt: int, start: int, values: list[bytes]
+    ) -> None:
+        """Called by a worker as a generator attempt yields: kept before it answers, so
+        every value is in the store before the attempt's outcome."""
+        if self._store_problem is not None:
+            raise StoreError(self._store_problem)
+        if not self._dispatcher.is_running(call_id, attempt):
+            return  # a late report of an attempt that was stopped
+        for value in values:
+            check_input_size(value, self._settings.max_input_bytes, f"a value of {call_id}")
+        await self._commit.run(lambda: self._store.add_values(call_id, start, values),
+                               durable=False)
+        for waiter in self._waiters.get(call_id, ()):
+            waiter.event.set()  # a value, not an end: ``ended`` stays as it is
+
     async def attempt_stuck(self, call_id: str, attempt: int) -> None:
         """Called by a worker whose attempt ignored its timeout (see executor)."""
         if self._store_problem is None:
@@ -582,15 +665,21 @@ class Registry:
             logger.debug("request_resources unavailable", exc_info=True)
 
 
-def check_spawnable(options: FunctionOptions, where: str, name: str) -> None:
+def check_spawnable(options: FunctionOptions, where: str, name: str, generator: bool) -> None:
     """InvalidError for what cannot be spawned: a web endpoint, a generator (called with
-    ``remote_gen``), a class with parameters named without their values."""
+    ``remote_gen``) or a plain function with it, a class with parameters named without
+    their values."""
     if options.web_endpoint is not None:
         raise InvalidError(f"{where} is a web endpoint (@rayfn.asgi_app()): it is served "
                            "over HTTP, not called")
-    if options.generator:
+    if options.cls is not None:
+        pass  # which method a call names is in its pickled arguments: the container checks
+    elif options.generator and not generator:
         raise InvalidError(f"{where} is a generator function: call it with remote_gen(), "
                            "it cannot be spawned")
+    elif generator and not options.generator:
+        raise InvalidError(f"{where} is not a generator function: call it with remote() "
+                           "or spawn()")
     spec = options.cls
     if spec is not None and spec.parameters and name == where.rpartition(".")[2]:
         raise InvalidError(f"class {where} has parameters: call it as "

@@ -27,7 +27,8 @@ class RecordingClient:
         self.refuse: BaseException | None = None
         self.lock = threading.Lock()
 
-    def call(self, op: Any, app: str, name: str, calls: Sequence[tuple[str, bytes]]) -> None:
+    def call(self, op: Any, app: str, name: str, calls: Sequence[tuple[str, bytes]],
+             idempotency: object = None, parent: str | None = None) -> None:
         assert op is RegistryApi.spawn  # the only operation the pipeline sends
         self.release.wait(10)
         with self.lock:

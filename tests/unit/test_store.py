@@ -640,3 +640,15 @@ def test_only_durable_batches_are_fsynced(store: SqliteStore, commit: GroupCommi
     full, normal = 2, 1  # SQLite's values for FULL and NORMAL
     assert (fast, safe) == (normal, full)
     assert set(mixed) <= {normal, full} and full in mixed
+
+
+def test_generator_values_are_read_in_order_without_gaps(store: SqliteStore) -> None:
+    assert store.add_values("fc-x", 1, [b"one"]) == 1  # index 0 not kept yet
+    assert store.get_values("fc-x", 0, 10, 1000) == []  # a reader waits for index 0
+    assert store.add_values("fc-x", 0, [b"zero"]) == 2
+    assert store.add_values("fc-x", 0, [b"again"]) == 2  # a retry's values are not kept twice
+    assert store.get_values("fc-x", 0, 10, 1000) == [b"zero", b"one"]
+    assert store.get_values("fc-x", 1, 10, 1000) == [b"one"]
+    assert store.get_values("fc-x", 0, 10, 5) == [b"zero"]  # past the first, within bytes
+    store.add_children("fc-parent", ["fc-b", "fc-a", "fc-a"])
+    assert store.get_children("fc-parent", 10) == ["fc-a", "fc-b"]

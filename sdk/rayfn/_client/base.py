@@ -21,7 +21,9 @@ class Client(Protocol):
         ...
 
     def spawn_batches(
-        self, app: str, name: str, batches: Iterable[Sequence[tuple[str, bytes]]]
+        self, app: str, name: str, batches: Iterable[Sequence[tuple[str, bytes]]],
+        parent: str | None = None,
     ) -> None:
-        """Spawn batch after batch (``spawn_map``); return when all are committed."""
+        """Spawn batch after batch (``spawn_map``); return when all are committed.
+        ``parent``: the call whose code spawns them."""
         ...

@@ -25,7 +25,7 @@ from rayfn.protocol.ids import validate_call_id
 from rayfn.protocol.names import validate_name
 from rayfn.protocol.operations import Operation, RegistryApi, operation_name
 from rayfn.protocol.payload import CallOutcome
-from rayfn.protocol.records import CallQuery, DeployedFunction, DeployResult
+from rayfn.protocol.records import CallQuery, DeployedFunction, DeployResult, ValuesPage
 from rayfn.protocol.retry import Transient, retry
 from rayfn.protocol.variants import validate_target
 from rayfn.schemas import (
@@ -35,16 +35,20 @@ from rayfn.schemas import (
     CallList,
     CallLogs,
     CallStatus,
+    ChildrenResponse,
     DeployFunction,
     DeployRequest,
     DeployResponse,
     FunctionInfo,
     FunctionStats,
+    GeneratorSpawnRequest,
+    GeneratorSpawnResponse,
     OutcomesRequest,
     OutcomesResponse,
     PickledCall,
     PickledSpawnRequest,
     StopResponse,
+    ValuesResponse,
 )
 from rayfn.settings import Settings
 
@@ -82,6 +86,13 @@ def _error_from(response: httpx.Response) -> exception.Error:
     if response.status_code == 401:
         return exception.AuthError(message)
     return exception.Error(f"HTTP {response.status_code} from the rayfn server: {message}")
+
+
+def _no_parent(parent: str | None) -> None:
+    """Only code running in a call has a parent to name, and it reaches the registry over
+    Ray, never over HTTP."""
+    if parent is not None:
+        raise exception.InvalidError("spawns from inside a call go over Ray, not HTTP")
 
 
 def _app(app: str, function: str | None = None) -> str:
@@ -241,18 +252,42 @@ class HttpClient:
         name: str,
         calls: Sequence[tuple[str, bytes]],
         idempotency: tuple[str, str] | None = None,
+        parent: str | None = None,
     ) -> list[str]:
         if idempotency is not None:
             raise exception.InvalidError("idempotency keys are for the JSON submit routes")
+        _no_parent(parent)
         body = PickledSpawnRequest(calls=[PickledCall(call_id=c, args=a) for c, a in calls])
         response = self._post(f"{_app(app, name)}/calls/pickled", body)
         return BatchSpawnResponse.model_validate_json(response.content).call_ids
 
     def spawn_batches(
-        self, app: str, name: str, batches: Iterable[Sequence[tuple[str, bytes]]]
+        self, app: str, name: str, batches: Iterable[Sequence[tuple[str, bytes]]],
+        parent: str | None = None,
     ) -> None:
         for calls in batches:
-            self._spawn(app, name, calls)
+            self._spawn(app, name, calls, None, parent)
+
+    @_handles(RegistryApi.spawn_generator)
+    def _spawn_generator(
+        self, app: str, name: str, call_id: str, args: bytes, parent: str | None = None
+    ) -> str:
+        _no_parent(parent)
+        body = GeneratorSpawnRequest(call_id=call_id, args=args)
+        response = self._post(f"{_app(app, name)}/generator-calls/pickled", body)
+        return GeneratorSpawnResponse.model_validate_json(response.content).call_id
+
+    @_handles(RegistryApi.generator_values)
+    def _generator_values(self, call_id: str, start: int, timeout: float) -> ValuesPage:
+        response = self._request("GET", f"{_call(call_id)}/values",
+                                 params={"start": start, "wait": min(timeout, MAX_WAIT_SECONDS)})
+        page = ValuesResponse.model_validate_json(response.content)
+        return ValuesPage(page.start, tuple(page.values), page.done)
+
+    @_handles(RegistryApi.children)
+    def _children(self, call_id: str) -> list[CallStatus]:
+        response = self._request("GET", f"{_call(call_id)}/children")
+        return ChildrenResponse.model_validate_json(response.content).calls
 
     def _outcomes(
         self, call_ids: Sequence[str], wait: float, include_pending: bool

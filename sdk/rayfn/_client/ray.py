@@ -76,7 +76,8 @@ class RayClient:
         return self._registry.call(op, *args, **kwargs)
 
     def spawn_batches(
-        self, app: str, name: str, batches: Iterable[Sequence[tuple[str, bytes]]]
+        self, app: str, name: str, batches: Iterable[Sequence[tuple[str, bytes]]],
+        parent: str | None = None,
     ) -> None:
         """Spawn batch after batch, a few in flight; return when all are committed.
 
@@ -86,16 +87,17 @@ class RayClient:
         in_flight: collections.deque[tuple[Any, list[tuple[str, bytes]]]] = collections.deque()
         for batch in batches:
             calls = list(batch)
-            in_flight.append((self._registry.submit(RegistryApi.spawn, app, name, calls), calls))
+            in_flight.append((self._registry.submit(RegistryApi.spawn, app, name, calls, None,
+                                                    parent), calls))
             if len(in_flight) >= _SPAWNS_IN_FLIGHT:
-                self._settle_spawn(app, name, *in_flight.popleft())
+                self._settle_spawn(app, name, parent, *in_flight.popleft())
         while in_flight:
-            self._settle_spawn(app, name, *in_flight.popleft())
+            self._settle_spawn(app, name, parent, *in_flight.popleft())
 
     def _settle_spawn(
-        self, app: str, name: str, ref: Any, calls: list[tuple[str, bytes]]
+        self, app: str, name: str, parent: str | None, ref: Any, calls: list[tuple[str, bytes]]
     ) -> None:
         try:
             self._registry.result(ref)
         except Transient:
-            self.call(RegistryApi.spawn, app, name, calls)
+            self.call(RegistryApi.spawn, app, name, calls, None, parent)

@@ -19,6 +19,7 @@ from rayfn.protocol.records import (
     DeployResult,
     MetricsSnapshot,
     RegistryInfo,
+    ValuesPage,
 )
 from rayfn.schemas import AppInfo, CallLogs, CallStatus, FunctionInfo, FunctionStats
 
@@ -54,9 +55,21 @@ class RegistryApi(Protocol):
         name: str,
         calls: Sequence[tuple[str, bytes]],
         idempotency: Idempotency | None = None,
+        parent: str | None = None,
     ) -> list[str]:
         """Accept ``(call ID, pickled arguments)`` pairs; answer once they are committed.
-        Returns the accepted IDs (the first request's, for a repeated idempotency key)."""
+        Returns the accepted IDs (the first request's, for a repeated idempotency key).
+        ``parent``: the call whose code spawned them (``get_call_graph``)."""
+    async def spawn_generator(
+        self, app: str, name: str, call_id: str, args: bytes, parent: str | None = None
+    ) -> str:
+        """Accept one call of a generator function (``remote_gen``); its values are read
+        with ``generator_values`` as they are yielded."""
+    async def generator_values(self, call_id: str, start: int, timeout: float) -> ValuesPage:
+        """The values a generator call has yielded from index ``start`` on, waiting up to
+        ``timeout`` (capped) for one while there are none and the call runs."""
+    async def children(self, call_id: str) -> list[CallStatus]:
+        """The calls this call's code spawned, oldest first."""
     async def get(self, call_id: str, timeout: float | None) -> CallOutcome:
         """The call's outcome, waiting up to ``timeout`` (capped) while it is unfinished."""
     async def wait(self, call_id: str, timeout: float) -> None:
@@ -76,6 +89,10 @@ class RegistryApi(Protocol):
     # ---- reports from workers ----
     async def attempt_started(self, call_id: str, attempt: int, node_id: str) -> None: ...
     async def attempt_output(self, call_id: str, attempt: int, text: str) -> None: ...
+    async def attempt_values(
+        self, call_id: str, attempt: int, start: int, values: list[bytes]
+    ) -> None:
+        """Values ``start``, ``start + 1``, ... a running generator attempt yielded."""
     async def attempt_stuck(self, call_id: str, attempt: int) -> None:
         """The attempt ignored its timeout (stuck in C code): the registry kills its task."""
 

@@ -36,6 +36,7 @@ __all__ = [
     "TaskCall",
     "TaskSpec",
     "TaskWire",
+    "ValuesPage",
 ]
 
 T = TypeVar("T")
@@ -196,6 +197,16 @@ class AttemptOutcome:
     def from_wire(cls, wire: OutcomeWire) -> AttemptOutcome:
         kind, seconds, output, result, result_json, error = wire
         return cls(_KINDS[kind], seconds, output, result, result_json, error)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ValuesPage:
+    """Values a generator call yielded (pickled, from index ``start``), and whether the
+    call has ended with no more to come (then ``get`` says how it ended)."""
+
+    start: int
+    values: tuple[bytes, ...]
+    done: bool
 
 
 @dataclasses.dataclass(frozen=True)

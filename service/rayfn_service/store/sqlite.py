@@ -35,6 +35,7 @@ from rayfn_service.store.base import (
     Store,
     chunks,
 )
+from rayfn_service.store.sqlite_links import EXPIRED_CALLS, CallLinks
 from rayfn_service.store.sqlite_schema import SCHEMA
 
 _ACTIVE = (CallState.QUEUED.value, CallState.RUNNING.value, CallState.RETRYING.value)
@@ -128,7 +129,7 @@ _CLAIM_COLUMNS = _select_list(Claim)
 _FUNCTION_COLUMNS = _select_list(FunctionRecord, table="f")
 
 
-class SqliteStore:
+class SqliteStore(CallLinks):
     """Durable state in one SQLite file (WAL, ``synchronous=FULL``)."""
 
     def __init__(self, path: Path) -> None:
@@ -524,11 +525,12 @@ class SqliteStore:
         """Delete result bytes past retention, keeping the row as a tombstone, and the
         Idempotency-Keys recorded more than ``idempotency_retention`` seconds ago (None
         keeps them). Returns how many rows changed, at most ``limit`` of each kind."""
-        cur = self._write.execute(
+        ids = [(row[0],) for row in self._write.execute(EXPIRED_CALLS, (now, limit))]
+        self._sweep_links(ids)
+        cur = self._write.executemany(
             "UPDATE calls SET expired = 1, result = NULL, result_json = NULL, error_blob = NULL, "
-            "error_traceback = NULL, args = NULL, logs = NULL WHERE id IN (SELECT id FROM calls "
-            "WHERE expired = 0 AND expires_at <= ? LIMIT ?)",
-            (now, limit),
+            "error_traceback = NULL, args = NULL, logs = NULL WHERE id = ?",
+            ids,
         )
         swept = cur.rowcount
         if idempotency_retention is not None:

@@ -44,6 +44,19 @@ CREATE TABLE IF NOT EXISTS idempotency (
     call_ids TEXT NOT NULL,
     created_at REAL NOT NULL
 );
+-- the values a generator call yielded, in order (``remote_gen``)
+CREATE TABLE IF NOT EXISTS call_values (
+    call_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (call_id, idx)
+) WITHOUT ROWID;
+-- which call spawned which (``FunctionCall.get_call_graph``)
+CREATE TABLE IF NOT EXISTS call_children (
+    parent_id TEXT NOT NULL,
+    child_id TEXT NOT NULL,
+    PRIMARY KEY (parent_id, child_id)
+) WITHOUT ROWID;
 -- dispatch takes the oldest queued calls of one function: O(log n) whatever the queue
 CREATE INDEX IF NOT EXISTS calls_queue ON calls (app, function, state, id);
 -- the sweeper finds finished calls past retention without scanning the rest
