@@ -3,8 +3,9 @@
     python benchmarks/run.py [--scale 1.0] [--only NAME ...] [--output docs/benchmarks.md]
 
 Starts its own local Ray head and rayfn (own state directory, own ports), runs the six
-scenarios of the performance issue in this process tree, prints one table of figures and
-ratios, and stops everything it started. ``--scale`` shrinks every N for a quick run.
+scenarios of the performance issue and the three of classes and containers (7-9, in
+containers.py) in this process tree, prints one table of figures and ratios, and stops
+everything it started. ``--scale`` shrinks every N for a quick run.
 Nothing here is a pass/fail test: it records figures, it never asserts on time.
 """
 
@@ -23,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import containers  # noqa: E402
 import rest  # noqa: E402
 import scenarios  # noqa: E402
 from common import Row  # noqa: E402
@@ -39,6 +41,9 @@ SCENARIOS: dict[str, Callable[[float], list[Row]]] = {
     "rest": lambda s: rest.rest(seconds=max(10 * min(s, 1.0), 1.0), connections=32),
     "million": lambda s: scenarios.million(_n(1_000_000, s), samples=_n(200, s)),
     "drain": lambda s: scenarios.drain(_n(2_000, s)),
+    "cls_enter": lambda s: containers.cls_enter(_n(1_000, s)),
+    "concurrent_sleep": lambda s: containers.concurrent_sleep(_n(2_000, s)),
+    "batched": lambda s: containers.batched(_n(2_000, s)),
 }
 
 
@@ -80,9 +85,10 @@ def render(rows: list[Row], info: dict[str, str], command: str, load: tuple[str,
                      f"| {'—' if ratio is None else f'{ratio:.2f}'} |")
     lines += [
         "",
-        "Baseline: raw Ray on the same cluster (1-3, 6), a bare FastAPI route on the same "
-        "uvicorn (4), the same figure with an empty queue (5). Ratio: rayfn relative to "
-        "the baseline, above 1 is better for rayfn (rates divided, times inverted).",
+        "Baseline: raw Ray on the same cluster (1-3, 6, 7, 9), a bare FastAPI route on the "
+        "same uvicorn (4), the same figure with an empty queue (5), the ideal time or a raw "
+        "actor (8), the same work unbatched (9). Ratio: rayfn relative to the baseline, "
+        "above 1 is better for rayfn (rates divided, times and counts inverted).",
     ]
     return "\n".join(lines)
 
