@@ -36,7 +36,8 @@ def _wait_up(url: str, process: subprocess.Popen[bytes], seconds: float = 120) -
 def _load(url: str, seconds: float, connections: int, token: str,
           method: str = "GET", body: str | None = None) -> dict[str, float]:
     command = [sys.executable, str(HERE / "load.py"), url, "--method", method,
-               "--seconds", str(seconds), "--connections", str(connections), "--token", token]
+               "--seconds", str(seconds), "--connections", str(connections),
+               f"--token={token}"]  # one word: a token may start with "-"
     if body is not None:
         command += ["--body", body]
     out = subprocess.run(command, capture_output=True, text=True, check=True,

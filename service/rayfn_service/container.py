@@ -96,11 +96,13 @@ class _Input:
     call_id: str
     attempt: int
     log: CallLog
+    group: int  # calls in its input (several short calls run in turn)
     thread: int | None = None  # the thread running it, for plain code
     task: asyncio.Task[Any] | None = None  # the task running it, for coroutines
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
     done: bool = False
     waiting: asyncio.Task[Any] | None = None  # the run waiting for a slot, until it starts
+    cancelled: bool = False  # cancelled before its turn: it never starts
     sent_writes: int = 0
 
 
@@ -183,6 +185,9 @@ class Container:
         running = self._inputs.get(call_id)
         if running is None:
             return False
+        if running.group > 1 and running.task is None and running.thread is None:
+            running.cancelled = True  # the other calls of its input still run
+            return True
         if running.waiting is not None:  # sent ahead, not started: it never will
             running.waiting.cancel()
             return True
@@ -194,49 +199,60 @@ class Container:
     # ---- inputs --------------------------------------------------------------------
 
     async def run(self, wire: TaskWire) -> tuple[list[OutcomeWire], bool]:
-        """One input (or, batched, one list of inputs): an outcome per call, and whether
-        the container is still sound (False: a thread it could not stop is left)."""
+        """One input: one call, several short calls run in turn, or (batched) one list
+        of calls. An outcome per call, and whether the container is still sound (False:
+        a thread it could not stop is left)."""
         task = TaskSpec.from_wire(wire)
         self._ensure_reporter()
-        with captured_in_context() as log, calling(task.calls[0].call_id):
-            inputs = [_Input(c.call_id, c.attempt, log) for c in task.calls]
+        inputs = [_Input(c.call_id, c.attempt, CallLog(), len(task.calls)) for c in task.calls]
+        for item in inputs:
+            self._inputs[item.call_id] = item
+        try:
+            ended = await self._in_turn(task, inputs)
+        finally:
             for item in inputs:
-                self._inputs[item.call_id] = item
-            try:
-                made, seconds = await self._in_turn(task, inputs)
-            finally:
-                for item in inputs:
-                    self._inputs.pop(item.call_id, None)
-                if spawns_pending():  # what it spawned is committed before it ends
-                    await asyncio.get_running_loop().run_in_executor(None, flush_spawns)
-        text = log.text()
-        return [ended(seconds, text).to_wire() for ended in made], self.healthy
+                self._inputs.pop(item.call_id, None)
+            if spawns_pending():  # what it spawned is committed before it ends
+                await asyncio.get_running_loop().run_in_executor(None, flush_spawns)
+        return [outcome.to_wire() for outcome in ended], self.healthy
 
-    async def _in_turn(self, task: TaskSpec, inputs: list[_Input]
-                       ) -> tuple[list[_Made], float]:
+    async def _in_turn(self, task: TaskSpec, inputs: list[_Input]) -> list[AttemptOutcome]:
         """Run once a slot is free. The registry sends a few inputs ahead of the free
         slots, so that the next one is here when one ends; they wait here, and a cancel
-        while they wait ends them at once. Also answers each call's time from its start
+        while they wait ends them at once. Each call's time counts from its own start
         (the wait not counted: the registry sizes what it sends ahead by it)."""
         for item in inputs:
             item.waiting = asyncio.current_task()
         try:
             await self._slots.acquire()
         except asyncio.CancelledError:
-            return [_made(OutcomeKind.FAILED, error_of(
-                ExecutionError, f"{item.call_id} was cancelled")) for item in inputs], 0.0
+            return [_cancelled(item)(0.0, "") for item in inputs]
         finally:
             for item in inputs:
                 item.waiting = None
-        started = time.perf_counter()
         try:
-            if self._spec.batched:
-                made = await self._run_batch(task, inputs)
-            else:
-                made = [await self._run_one(task, task.calls[0], inputs[0])]
+            if self._spec.batched:  # one invocation, one log for the whole batch
+                started = time.perf_counter()
+                with captured_in_context() as log, calling(inputs[0].call_id):
+                    for item in inputs:
+                        item.log = log
+                    made = await self._run_batch(task, inputs)
+                seconds = (time.perf_counter() - started) / len(made)
+                return [m(seconds, log.text()) for m in made]
+            return [await self._run_alone(task, call, item)
+                    for call, item in zip(task.calls, inputs, strict=True)]
         finally:
             self._slots.release()
-        return made, (time.perf_counter() - started) / len(made)
+
+    async def _run_alone(self, task: TaskSpec, call: TaskCall, item: _Input) -> AttemptOutcome:
+        """One call, with its own log and as the parent of what it spawns."""
+        if item.cancelled:  # cancelled while the calls before it in this input ran
+            return _cancelled(item)(0.0, "")
+        started = time.perf_counter()
+        with captured_in_context() as log, calling(call.call_id):
+            item.log = log
+            made = await self._run_one(task, call, item)
+        return made(time.perf_counter() - started, log.text())
 
     async def _run_one(self, task: TaskSpec, call: TaskCall, item: _Input) -> _Made:
         try:
@@ -435,6 +451,10 @@ class _Made:
 
     def __call__(self, seconds: float, output: str) -> AttemptOutcome:
         return AttemptOutcome(self.kind, seconds, output, **self.keywords)
+
+
+def _cancelled(item: _Input) -> _Made:
+    return _made(OutcomeKind.FAILED, error_of(ExecutionError, f"{item.call_id} was cancelled"))
 
 
 def _made(kind: OutcomeKind, error: ErrorInfo | None, **keywords: Any) -> _Made:

@@ -34,6 +34,7 @@ from rayfn.exception import (
 )
 from rayfn.protocol.payload import ErrorInfo, error_of
 from rayfn.protocol.records import AttemptOutcome, RegistryAddress, TaskSpec
+from rayfn.protocol.variants import Variant, check_params
 from rayfn.states import CallState
 from rayfn_service.attempts import Attempt, Batch, FunctionQueue, call_so_far
 from rayfn_service.capacity import Capacity, shape_of
@@ -143,6 +144,17 @@ class Dispatcher:
             return attempt
         return None
 
+    def must_run_alone(self, call_id: str) -> bool:
+        """Whether the call lost its worker or container among others: it runs alone."""
+        return call_id in self._alone
+
+    def run_alone(self, call_id: str) -> bool:
+        """``must_run_alone``, and it is about to: the mark is used up."""
+        if call_id in self._alone:
+            self._alone.discard(call_id)
+            return True
+        return False
+
     def is_running(self, call_id: str, attempt_number: int) -> bool:
         return self._running_attempt(call_id, attempt_number) is not None
 
@@ -196,11 +208,19 @@ class Dispatcher:
         return self._catalog.current(app, name)
 
     def warm(self) -> None:
-        """Start the pools of live functions that keep containers warm."""
+        """Start the pools of live functions that keep containers warm: a class with
+        parameters, the pool of its default values (other values' pools warm up once
+        called)."""
         for app, name in self._catalog.live_keys():
             fn = self._catalog.current(app, name)
-            if fn is not None and fn.options.uses_containers and fn.options.min_containers:
-                self.kick(app, name)
+            if fn is None or not fn.options.uses_containers or not fn.options.min_containers:
+                continue
+            spec = fn.options.cls
+            if spec is not None and spec.parameters:
+                if not all(p.has_default for p in spec.parameters):
+                    continue
+                name = Variant(name, check_params(spec, {}, name)).name()
+            self.kick(app, name)
 
     async def _fill(self, queue: FunctionQueue) -> None:
         current = self._catalog.current(queue.app, queue.name)

@@ -41,6 +41,7 @@ from rayfn_service.container import EXIT_GRACE_SECONDS, STUCK_GRACE_SECONDS, Con
 from rayfn_service.settlement import (
     AttemptEnd,
     ContainerDied,
+    Lost,
     NotStarted,
     Stranded,
 )
@@ -69,6 +70,18 @@ _serials = itertools.count(1)
 # from a container through the registry and back, a few milliseconds.
 SHORT_CALL_SECONDS = 0.05
 MAX_AHEAD = 16
+
+
+# Calls of a function that is not batched that one input may carry, run in turn, when
+# they are short (as the dispatcher groups short calls into one Ray task).
+MAX_CALLS_PER_INPUT = 32
+IN_TURN_SECONDS = 0.01
+
+
+def calls_per_input(call_seconds: float | None) -> int:
+    if call_seconds is None or call_seconds >= IN_TURN_SECONDS:
+        return 1
+    return max(1, min(MAX_CALLS_PER_INPUT, int(IN_TURN_SECONDS / max(call_seconds, 1e-5))))
 
 
 def inputs_sent(max_inputs: int, call_seconds: float | None = None) -> int:
@@ -175,8 +188,8 @@ class ContainerPools:
     @staticmethod
     def _slots(pool: Pool, fn: RuntimeFunction) -> int:
         """Calls one container can hold at once: its inputs, and those sent ahead."""
-        return inputs_sent(fn.options.max_inputs, pool.queue.call_seconds) \
-            * max(1, fn.options.max_batch_size)
+        per_input = fn.options.max_batch_size or calls_per_input(pool.queue.call_seconds)
+        return inputs_sent(fn.options.max_inputs, pool.queue.call_seconds) * per_input
 
     def _max(self, fn: RuntimeFunction) -> int:
         return fn.options.max_containers or self._default_max
@@ -284,11 +297,26 @@ class ContainerPools:
                                  inputs_sent(options.max_inputs, pool.queue.call_seconds))
             if box is None:
                 return
-            group = [pool.backlog.popleft()] if not options.max_batch_size \
-                else self._batch(pool, head)
+            group = self._batch(pool, head) if options.max_batch_size \
+                else self._in_turn(pool, head)
             if not group:
                 return
             self._submit(pool, box, group)
+
+    def _in_turn(self, pool: Pool, head: Held) -> list[Held]:
+        """The next input of a function that is not batched: one call, or several short
+        ones of its version that the container runs in turn, each with its own deadline,
+        outcome and cancel (what one Ray task of the task path carries, and for the same
+        reason: the cost of an actor call shared by calls much shorter than it)."""
+        most = calls_per_input(pool.queue.call_seconds)
+        if most == 1 or len(pool.backlog) == 1 or self._d.run_alone(head.claim.id):
+            return [pool.backlog.popleft()]
+        same = list(itertools.islice(
+            (h for h in pool.backlog if h.claim.version == head.claim.version
+             and not self._d.must_run_alone(h.claim.id)), most))
+        taken = {id(h) for h in same}
+        pool.backlog = collections.deque(h for h in pool.backlog if id(h) not in taken)
+        return same
 
     def _batch(self, pool: Pool, head: Held) -> list[Held]:
         """The next batch: full, or whatever is held once its first call has waited
@@ -367,6 +395,10 @@ class ContainerPools:
             return stop
         if box.ended_by_registry:
             return Stranded()
+        if len(attempt.batch.attempts) > 1 and not attempt.function.options.max_batch_size:
+            # Short calls run in turn: only the one that kills its container when it runs
+            # by itself should pay for it.
+            return Lost(error, shared=True)
         call_id = attempt.claim.id
         times = self._losses[call_id] = self._losses.get(call_id, 0) + 1
         if times > self._system_retries:

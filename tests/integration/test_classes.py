@@ -380,3 +380,48 @@ def test_the_batching_example_prints_its_results() -> None:
         "lengths: [3, 5, 5, 2, 5]",
         "scaled: [104, 205, 306]",
     ]
+
+
+def test_min_containers_are_warm_and_buffer_containers_spare(
+        unique_app: str, tmp_path: Path) -> None:
+    log = tmp_path / "enters"
+    app = rayfn.App(unique_app)
+
+    @app.cls(min_containers=1, scaledown_window=60)
+    class Warm:
+        path: str = rayfn.parameter(default=str(log))
+
+        @rayfn.enter()
+        def load(self) -> None:
+            with open(self.path, "a") as f:
+                f.write(f"{os.getpid()}\n")
+
+        @rayfn.method()
+        def pid(self) -> int:
+            return os.getpid()
+
+    @app.cls(max_containers=3, buffer_containers=1, scaledown_window=60)
+    class Spare:
+        path: str = rayfn.parameter(default=str(tmp_path / "spare"))
+
+        @rayfn.enter()
+        def load(self) -> None:
+            with open(self.path, "a") as f:
+                f.write(f"{os.getpid()}\n")
+
+        @rayfn.method()
+        def hold(self, seconds: float) -> int:
+            time.sleep(seconds)
+            return os.getpid()
+
+    app.deploy()
+    # Deployed, never called: min_containers=1 has a container up, its enter run.
+    wait_until(lambda: len(_lines(log)) == 1, timeout=120)
+    assert Warm().pid.remote() == int(_lines(log)[0])  # the warm one serves the call
+    # One busy input: one container for it, and buffer_containers=1 spare beside it.
+    busy = Spare().hold.spawn(8.0)
+    wait_until(lambda: len(_lines(tmp_path / "spare")) == 2, timeout=120)
+    spare_pids = {int(p) for p in _lines(tmp_path / "spare")}
+    assert Spare().hold.remote(0.0) in spare_pids  # the spare takes the next call at once
+    busy.get(timeout=60)
+    app.stop()

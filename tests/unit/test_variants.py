@@ -163,3 +163,12 @@ def test_decorators_under_app_and_spawn_checks() -> None:
 
     with pytest.raises(InvalidError, match="generator"):
         gen.spawn(3)
+
+
+def test_inputs_sent_ahead() -> None:
+    from rayfn_service.pools import MAX_AHEAD, inputs_sent
+
+    assert inputs_sent(1) == 2 and inputs_sent(100) == 125  # a quarter more, at least one
+    assert inputs_sent(1, call_seconds=10.0) == 2  # long calls: one waits, no more
+    assert inputs_sent(1, call_seconds=0.001) == 1 + MAX_AHEAD  # short: cover a round trip
+    assert inputs_sent(4, call_seconds=0.01) == 4 + 5
