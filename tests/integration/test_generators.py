@@ -158,3 +158,18 @@ def test_call_graph_shows_the_calls_a_call_spawned(unique_app: str, tmp_path: Pa
 
 def _flat(node: InputInfo) -> list[InputInfo]:
     return [node, *(n for child in node.children for n in _flat(child))]
+
+
+def test_the_streaming_example_prints_its_results() -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    ran = subprocess.run([str(Path(sys.executable).parent / "rayfn"), "run",
+                          "examples/streaming.py"], capture_output=True, text=True,
+                         timeout=300, cwd=root)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.splitlines()[-6:] == [
+        "3...", "2...", "1...", "liftoff", "sum: 14",
+        "children: ['square', 'square', 'square', 'square']",
+    ]
