@@ -44,6 +44,15 @@ def test_malformed_variant_names_are_refused(bad: str) -> None:
         parse_target(bad)
 
 
+def test_a_deeply_nested_variant_is_refused() -> None:
+    import base64
+
+    doc = '{"p":' + "[" * 1400 + "]" * 1400 + "}"
+    code = base64.urlsafe_b64encode(doc.encode()).decode().rstrip("=")
+    with pytest.raises(InvalidError, match="not readable"):
+        parse_target(f"M~{code}")
+
+
 def test_a_variant_in_another_spelling_is_refused() -> None:
     import base64
 

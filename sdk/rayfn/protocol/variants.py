@@ -125,7 +125,7 @@ def parse_target(name: str) -> Variant:
                            f"1 to {MAX_CODE_CHARS} characters")
     try:
         doc = json.loads(base64.urlsafe_b64decode(code + "=" * (-len(code) % 4)))
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, RecursionError):  # RecursionError: deep nesting
         raise InvalidError(f"function {base!r}: the variant after {SEPARATOR!r} is not "
                            "readable") from None
     if not isinstance(doc, dict) or set(doc) - {"p", "o"} \
