@@ -181,3 +181,12 @@ def test_inputs_sent_ahead() -> None:
     assert inputs_sent(1, call_seconds=10.0) == 2  # long calls: one waits, no more
     assert inputs_sent(1, call_seconds=0.001) == 1 + MAX_AHEAD  # short: cover a round trip
     assert inputs_sent(4, call_seconds=0.01) == 4 + 5
+
+
+def test_the_cli_shows_a_variant_as_people_write_it() -> None:
+    from rayfn.cli.main import readable
+
+    assert readable("f") == "f"
+    assert readable(Variant("M", (("size", 1),), overrides_of({"cpu": 2})).name()) \
+        == "M(size=1)[cpu=2.0]"
+    assert readable("M~not-a-variant!") == "M~not-a-variant!"

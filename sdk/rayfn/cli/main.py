@@ -24,6 +24,7 @@ from rayfn.cli.output import say, show, table
 from rayfn.exception import Error, InvalidError
 from rayfn.exception import TimeoutError as RayfnTimeoutError
 from rayfn.protocol.operations import RegistryApi
+from rayfn.protocol.variants import parse_target
 from rayfn.settings import get_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -130,7 +131,7 @@ def status(as_json: bool) -> None:
         say(f"server: {client.settings.server_url}")
     show(table(
         ("app", "function", "queued", "running", "retrying", "in Ray", "window", "on nodes"),
-        ((s.app, s.function, s.queued, s.running, s.retrying, s.in_ray, s.window,
+        ((s.app, readable(s.function), s.queued, s.running, s.retrying, s.in_ray, s.window,
           node_view.holdings(s.nodes, width)) for s in stats),
         title="functions",
     ))
@@ -382,9 +383,17 @@ def call_list(app: str | None, function: str | None, state: str | None, limit: i
     query = CallQuery(app=app, function=function, state=call_state, limit=limit)
     calls = get_client().call(RegistryApi.list_calls, query)
     show(table(("call", "function", "state", "attempts", "error"),
-               ((s.call_id, f"{s.app}.{s.function}", s.state.value, s.attempts,
+               ((s.call_id, f"{s.app}.{readable(s.function)}", s.state.value, s.attempts,
                  s.error_type or "") for s in calls)))
 
 
 if __name__ == "__main__":  # pragma: no cover
     cli()
+
+
+def readable(function: str) -> str:
+    """A variant's name as people write it (``Model(size=1)``), a plain name as it is."""
+    try:
+        return parse_target(function).describe()
+    except InvalidError:
+        return function
