@@ -26,7 +26,6 @@ from rayfn.exception import (
     ResourcesUnavailableError,
     StoreError,
 )
-from rayfn.options import FunctionOptions
 from rayfn.protocol.ids import validate_call_id
 from rayfn.protocol.names import REGISTRY_ACTOR, validate_name
 from rayfn.protocol.operations import Idempotency, RegistryApi
@@ -44,12 +43,14 @@ from rayfn.protocol.variants import parse_target
 from rayfn.schemas import AppInfo, CallLogs, CallStatus, FunctionInfo, FunctionStats
 from rayfn.settings import Settings
 from rayfn_service import web
+from rayfn_service.admission import check_calls, check_spawnable, check_wait
 from rayfn_service.capacity import CapacityMonitor, shape_of
 from rayfn_service.catalog import Catalog, RuntimeFunction, checked
 from rayfn_service.dispatch import Dispatcher
 from rayfn_service.store import CallRecord, FunctionRecord, NewCall, Store, open_store
 from rayfn_service.store.group_commit import GroupCommit
 from rayfn_service.views import outcome_of, status_of
+from rayfn_service.waiting import Waiter, Waiters
 from rayfn_service.web import has_web_endpoint
 
 logger = logging.getLogger(__name__)
@@ -59,29 +60,11 @@ R = TypeVar("R")
 STORE_RETRY_SECONDS = 2.0
 # How long an answer about many calls waits for more to end once the first has.
 ANY_LINGER_SECONDS = 0.05
-# Waits parked at once: the rest of the actor's max_concurrency (10,000, launch.py) stays
-# free for spawns, pings and workers' reports. A wait beyond it answers at once.
-MAX_PARKED_WAITS = 9_000
 MAX_LISTED_CALLS = 1000
 # A generator call's values per answer (and at most max_input_bytes of them past the
 # first), and the children of a call listed at most.
 VALUES_PER_PAGE = 1000
 MAX_CHILDREN = 10_000
-
-
-def check_wait(timeout: object) -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
-            or not timeout >= 0:
-        raise InvalidError(f"timeout must be a number of seconds >= 0, not {timeout!r}")
-    return float(timeout)
-
-
-@dataclasses.dataclass
-class _Waiter:
-    """A request waiting for one of its calls to end, and those that did."""
-
-    event: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
-    ended: list[str] = dataclasses.field(default_factory=list)
 
 
 def _needs_store(
@@ -119,8 +102,7 @@ class Registry:
     async def __init__(self, settings_json: str) -> None:  # type: ignore[misc]
         _run_at_normal_priority()
         self._settings = Settings.model_validate_json(settings_json)
-        self._waiters: dict[str, list[_Waiter]] = {}  # call ID -> requests waiting on it
-        self._parked = 0  # requests waiting now (MAX_PARKED_WAITS)
+        self._waiters = Waiters()  # requests waiting for calls to end, or for values
         self._pings = 0
         self._capacity = CapacityMonitor()
         self._started_at = time.time()
@@ -154,7 +136,7 @@ class Registry:
             batch_seconds=self._settings.batch_seconds,
             max_batch=self._settings.max_batch,
             registry_address=RegistryAddress(self._settings.namespace, REGISTRY_ACTOR),
-            on_finished=self._wake,
+            on_finished=self._waiters.ended,
             capacity=lambda: self._capacity.current,
             system_retries=self._settings.system_retries,
         )
@@ -193,7 +175,7 @@ class Registry:
             "node_id": ray.get_runtime_context().get_node_id(),
             "job_id": ray.get_runtime_context().get_job_id(),  # of the process that made it
             "store_problem": self._store_problem,
-            "waiting": self._parked,  # requests waiting for calls to end now
+            "waiting": self._waiters.parked,  # requests waiting for calls to end now
             "pings": self._pings,  # this one included
         }
 
@@ -254,9 +236,9 @@ class Registry:
         cancelled, started = result
         self._dispatcher.cancel_all(started)
         # Wake whoever waits on a call that just ended (few waiters, however long the queue).
-        waited_on = list(self._waiters)
+        waited_on = self._waiters.waited_on()
         for record in self._store.get_calls(waited_on, finished_only=True):
-            self._wake(record.id)
+            self._waiters.ended(record.id)
         self._catalog.refresh_current()
         self._catalog.forget_app(app)
         self._request_min_containers()
@@ -352,11 +334,7 @@ class Registry:
             raise NotFoundError(f"{app}.{base} is not deployed")
         function = self._catalog.check_variant(self._loaded(app, base, version), name)
         check_spawnable(function.options, f"{app}.{base}", name, generator)
-        for call_id, args in calls:
-            validate_call_id(call_id)
-            if not isinstance(args, bytes):
-                raise InvalidError("call arguments must be serialized bytes")
-            check_input_size(args, self._settings.max_input_bytes, f"{app}.{name}")
+        check_calls(calls, self._settings.max_input_bytes, f"{app}.{name}")
         reason = await self._capacity.shortfall(shape_of(function.options.ray_options()))
         if reason is not None:
             raise ResourcesUnavailableError(f"{app}.{function.variant.describe()} can never "
@@ -425,19 +403,15 @@ class Registry:
             validate_call_id(call_id)
         ids = list(dict.fromkeys(call_ids))
         # Listen before looking, so a call that ends in between is not missed.
-        waiter = self._listen(ids) if timeout > 0 else None
-        try:
+        with self._waiters.listening(ids if timeout > 0 else ()) as waiter:
             states = self._store.call_states(ids)
             if len(states) < len(ids):
                 missing = next(c for c in ids if c not in states)
                 raise NotFoundError(f"no call with ID {missing}")
             done = [c for c, state in states.items() if state.is_terminal()]
-            if not done and waiter is not None:
+            if not done and timeout > 0:
                 await self._wait_for_any(waiter, timeout, linger=len(ids) > 1)
                 done = list(dict.fromkeys(waiter.ended))
-        finally:
-            if waiter is not None:
-                self._unlisten(ids, waiter)
         if include_pending:
             records = self._store.get_calls(ids)
         else:
@@ -515,21 +489,11 @@ class Registry:
         if isinstance(start, bool) or not isinstance(start, int) or start < 0:
             raise InvalidError(f"start must be an index >= 0, not {start!r}")
         timeout = min(check_wait(timeout), self._settings.wait_chunk_seconds)
-        waiter = self._listen([call_id]) if timeout > 0 else None  # before looking
-        try:
+        with self._waiters.listening([call_id]) as waiter:  # before looking
             page = self._values_page(call_id, start)
-            if not page.values and not page.done and waiter is not None:
-                self._parked += 1
-                try:
-                    await asyncio.wait_for(waiter.event.wait(), timeout)
-                except asyncio.TimeoutError:
-                    pass
-                finally:
-                    self._parked -= 1
+            if not page.values and not page.done and timeout > 0 \
+                    and await self._waiters.park(waiter, timeout):
                 page = self._values_page(call_id, start)
-        finally:
-            if waiter is not None:
-                self._unlisten([call_id], waiter)
         return page
 
     def _values_page(self, call_id: str, start: int) -> ValuesPage:
@@ -559,8 +523,7 @@ class Registry:
             check_input_size(value, self._settings.max_input_bytes, f"a value of {call_id}")
         await self._commit.run(lambda: self._store.add_values(call_id, start, values),
                                durable=False)
-        for waiter in self._waiters.get(call_id, ()):
-            waiter.event.set()  # a value, not an end: ``ended`` stays as it is
+        self._waiters.nudged(call_id)
 
     async def attempt_stuck(self, call_id: str, attempt: int) -> None:
         """Called by a worker whose attempt ignored its timeout (see executor)."""
@@ -569,61 +532,22 @@ class Registry:
 
     # ---- waiting -----------------------------------------------------------------
 
-    def _listen(self, call_ids: list[str]) -> _Waiter:
-        waiter = _Waiter()
-        for call_id in call_ids:
-            self._waiters.setdefault(call_id, []).append(waiter)
-        return waiter
-
-    def _unlisten(self, call_ids: list[str], waiter: _Waiter) -> None:
-        for call_id in call_ids:
-            listeners = self._waiters.get(call_id)
-            if listeners is None:
-                continue
-            try:
-                listeners.remove(waiter)
-            except ValueError:
-                pass
-            if not listeners:
-                del self._waiters[call_id]
-
-    async def _wait_for_any(self, waiter: _Waiter, timeout: float, linger: bool) -> None:
+    async def _wait_for_any(self, waiter: Waiter, timeout: float, linger: bool) -> None:
         """Until one call ends (then ``ANY_LINGER_SECONDS`` more when ``linger``), or
         ``timeout`` (capped)."""
         limit = min(timeout, self._settings.wait_chunk_seconds)
         began = time.monotonic()
-        if self._parked >= MAX_PARKED_WAITS:
+        if not await self._waiters.park(waiter, limit):
             return
-        self._parked += 1
-        try:
-            await asyncio.wait_for(waiter.event.wait(), limit)
-        except asyncio.TimeoutError:
-            return
-        finally:
-            self._parked -= 1
         if linger:
             await asyncio.sleep(min(ANY_LINGER_SECONDS, max(limit - (time.monotonic() - began), 0)))
 
     async def _wait(self, call_id: str, timeout: float) -> None:
         """Until the call ends, or ``timeout``."""
-        if self._parked >= MAX_PARKED_WAITS:
-            return
-        waiter = self._listen([call_id])  # before the check, so an end is not missed
-        self._parked += 1
-        try:
+        with self._waiters.listening([call_id]) as waiter:  # before the check
             record = self._store.get_call(call_id, with_payload=False)
             if record is not None and not record.state.is_terminal():
-                await asyncio.wait_for(waiter.event.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
-        finally:
-            self._parked -= 1
-            self._unlisten([call_id], waiter)
-
-    def _wake(self, call_id: str) -> None:
-        for waiter in self._waiters.get(call_id, ()):
-            waiter.ended.append(call_id)
-            waiter.event.set()
+                await self._waiters.park(waiter, timeout)
 
     # ---- upkeep ------------------------------------------------------------------
 
@@ -663,27 +587,6 @@ class Registry:
             request_resources(bundles=bundles)
         except Exception:  # no autoscaler (a fixed local cluster): nothing to ask
             logger.debug("request_resources unavailable", exc_info=True)
-
-
-def check_spawnable(options: FunctionOptions, where: str, name: str, generator: bool) -> None:
-    """InvalidError for what cannot be spawned: a web endpoint, a generator (called with
-    ``remote_gen``) or a plain function with it, a class with parameters named without
-    their values."""
-    if options.web_endpoint is not None:
-        raise InvalidError(f"{where} is a web endpoint (@rayfn.asgi_app()): it is served "
-                           "over HTTP, not called")
-    if options.cls is not None:
-        pass  # which method a call names is in its pickled arguments: the container checks
-    elif options.generator and not generator:
-        raise InvalidError(f"{where} is a generator function: call it with remote_gen(), "
-                           "it cannot be spawned")
-    elif generator and not options.generator:
-        raise InvalidError(f"{where} is not a generator function: call it with remote() "
-                           "or spawn()")
-    spec = options.cls
-    if spec is not None and spec.parameters and name == where.rpartition(".")[2]:
-        raise InvalidError(f"class {where} has parameters: call it as "
-                           f"{where.rpartition('.')[2]}(name=value).method")
 
 
 def settings_for_registry(settings: Settings) -> str:
