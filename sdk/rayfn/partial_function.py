@@ -85,6 +85,11 @@ def method(_warn_parentheses_missing: object = None, *, is_generator: bool | Non
         raise InvalidError("use @rayfn.method() with parentheses")
 
     def mark(fn: T) -> T:
+        yields = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
+        if is_generator is not None and is_generator != yields:
+            raise InvalidError(f"@method(is_generator={is_generator}) on "
+                               f"{getattr(fn, '__name__', fn)!r}, which "
+                               f"{'yields' if yields else 'does not yield'}")
         return _mark_role(fn, Role.METHOD, "@method()")
 
     return mark

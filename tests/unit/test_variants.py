@@ -190,3 +190,15 @@ def test_the_cli_shows_a_variant_as_people_write_it() -> None:
     assert readable(Variant("M", (("size", 1),), overrides_of({"cpu": 2})).name()) \
         == "M(size=1)[cpu=2.0]"
     assert readable("M~not-a-variant!") == "M~not-a-variant!"
+
+
+def test_method_is_generator_must_match_the_method() -> None:
+    def plain(self: object) -> int:
+        return 1
+
+    def yields(self: object):  # type: ignore[no-untyped-def]
+        yield 1
+
+    assert rayfn.method(is_generator=True)(yields) is yields
+    with pytest.raises(InvalidError, match="does not yield"):
+        rayfn.method(is_generator=True)(plain)
