@@ -21,7 +21,8 @@ from rayfn.app import App
 from rayfn.call import FunctionCall
 from rayfn.cls import Cls, parameter
 from rayfn.function import Function
-from rayfn.options import Image, Retries
+from rayfn.image import Image
+from rayfn.options import Retries
 from rayfn.partial_function import batched, concurrent, enter, exit, method
 from rayfn.schemas import CallStatus
 from rayfn.states import CallState

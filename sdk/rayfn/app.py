@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
@@ -16,15 +17,20 @@ import cloudpickle
 from rayfn import _accepts
 from rayfn._aio import aio_method, run_blocking
 from rayfn._client import get_client
+from rayfn._decorator_options import Environment, environment_of, split_options
 from rayfn.cls import Cls, class_spec_of
 from rayfn.exception import InvalidError, SerializationError
 from rayfn.function import Function
-from rayfn.options import FunctionOptions, Image, Retries
+from rayfn.image import Image
+from rayfn.options import FunctionOptions, Retries, check_mounts, check_secret_names
 from rayfn.partial_function import batching_of, check_batched_signature, concurrency_of
 from rayfn.protocol.ids import new_call_id
 from rayfn.protocol.names import MAX_NAME_LENGTH, validate_name
 from rayfn.protocol.operations import RegistryApi
 from rayfn.protocol.records import DeployedFunction
+from rayfn.schedule import Schedule
+from rayfn.secret import Secret, secret_names
+from rayfn.volume import Volume
 from rayfn.web import EndpointCode, web_endpoint_of
 
 __all__ = ["App", "LocalEntrypoint", "stop_app"]
@@ -87,11 +93,23 @@ def _pickle_by_value(fn: Callable[..., Any]) -> None:
 class App:
     """Functions deployed together under one name (``App("my-job-queue")``)."""
 
-    def __init__(self, name: str | None = None, *, image: Image | None = None) -> None:
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        image: Image | None = None,
+        volumes: Mapping[str, Volume] | None = None,
+        secrets: Sequence[Secret] | None = None,
+        include_source: bool | None = None,
+        **modal_options: Any,
+    ) -> None:
         self.name = validate_name("app", name or "main")
-        self.image = image or Image.debian_slim()
-        if not isinstance(self.image, Image):
-            raise InvalidError(f"image must be a rayfn.Image, not {type(image).__name__}")
+        unknown = set(modal_options) - {"description", "tags", "env"}
+        if unknown:
+            raise InvalidError(f"App() has no option {sorted(unknown)[0]!r}")
+        self._environment = environment_of(image, volumes, secrets, modal_options.get("env"))
+        self.image = self._environment.image or Image.debian_slim()
+        self._environments: dict[str, Environment] = {}
         self.registered_functions: dict[str, Function[..., Any]] = {}
         self.registered_classes: dict[str, Cls] = {}
         self.registered_entrypoints: dict[str, LocalEntrypoint] = {}
@@ -126,8 +144,12 @@ class App:
         cpu: float | None = None,
         memory: int | None = None,
         gpu: Any = None,
-        serialized: bool = False,
+        image: Image | None = None,
+        volumes: Mapping[str, Volume] | None = None,
+        secrets: Sequence[Secret] | None = None,
+        schedule: Schedule | None = None,
         name: str | None = None,
+        **modal_options: Any,
     ) -> Callable[[Callable[P, R]], Function[P, R]]: ...
 
     def function(
@@ -143,14 +165,20 @@ class App:
         cpu: float | None = None,
         memory: int | None = None,
         gpu: Any = None,
-        serialized: bool = False,
+        image: Image | None = None,
+        volumes: Mapping[str, Volume] | None = None,
+        secrets: Sequence[Secret] | None = None,
+        schedule: Schedule | None = None,
         name: str | None = None,
+        **modal_options: Any,
     ) -> Function[P, R] | Callable[[Callable[P, R]], Function[P, R]]:
         """Register a function of this app. Options are checked here, once."""
+        more, environment = split_options("@app.function()", {
+            **modal_options, "image": image, "volumes": volumes, "secrets": secrets})
         options = {"retries": retries, "timeout": timeout, "max_containers": max_containers,
                    "min_containers": min_containers, "buffer_containers": buffer_containers,
                    "scaledown_window": scaledown_window, "cpu": cpu, "memory": memory,
-                   "gpu": gpu}
+                   "gpu": gpu, **more, "schedule": _schedule_json(schedule)}
 
         def wrap(fn: Callable[P, R]) -> Function[P, R]:
             if isinstance(fn, Function):
@@ -164,7 +192,7 @@ class App:
                 **options, **_input_options(fn, fn_name), web_endpoint=web_endpoint_of(fn),
                 generator=inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn))
             function: Function[P, R] = Function(fn_name, app=self, raw=fn, options=fn_options)
-            self._register(fn_name, function)
+            self._register(fn_name, function, environment)
             return function
 
         return wrap(_fn) if _fn is not None else wrap
@@ -182,16 +210,22 @@ class App:
         cpu: float | None = None,
         memory: int | None = None,
         gpu: Any = None,
-        serialized: bool = False,
+        image: Image | None = None,
+        volumes: Mapping[str, Volume] | None = None,
+        secrets: Sequence[Secret] | None = None,
+        schedule: Schedule | None = None,
         name: str | None = None,
+        **modal_options: Any,
     ) -> Any:
         """Register a class of this app (``@app.cls()``): each container makes one
         instance, runs its ``@enter()`` methods once and serves many calls of its
         ``@method()`` methods; ``@exit()`` methods run when the container stops."""
+        more, environment = split_options("@app.cls()", {
+            **modal_options, "image": image, "volumes": volumes, "secrets": secrets})
         options = {"retries": retries, "timeout": timeout, "max_containers": max_containers,
                    "min_containers": min_containers, "buffer_containers": buffer_containers,
                    "scaledown_window": scaledown_window, "cpu": cpu, "memory": memory,
-                   "gpu": gpu}
+                   "gpu": gpu, **more, "schedule": _schedule_json(schedule)}
 
         def wrap(user_cls: type) -> Cls:
             if isinstance(user_cls, Cls):
@@ -204,16 +238,20 @@ class App:
                 inputs.update(max_inputs=concurrency.max_inputs,
                               target_inputs=concurrency.target_inputs)
             cls_options = FunctionOptions.build(**options, **inputs, cls_spec=spec)
+            if cls_options.schedule is not None:
+                raise InvalidError(f"{cls_name}: schedule= is for functions, not classes")
             registered = Cls(cls_name, app=self, user_cls=user_cls, options=cls_options)
-            self._register(cls_name, registered)
+            self._register(cls_name, registered, environment)
             return registered
 
         return wrap(_cls) if _cls is not None else wrap
 
-    def _register(self, fn_name: str, function: Function[..., Any] | Cls) -> None:
+    def _register(self, fn_name: str, function: Function[..., Any] | Cls,
+                  environment: Environment) -> None:
         validate_name("function", fn_name)
         if fn_name in self.registered_functions or fn_name in self.registered_classes:
             raise InvalidError(f"app {self.name!r} already has a function {fn_name!r}")
+        self._environments[fn_name] = environment
         if isinstance(function, Cls):
             self.registered_classes[fn_name] = function
         else:
@@ -238,7 +276,6 @@ class App:
     def _payload(self) -> list[DeployedFunction]:
         """What the registry stores: each function and class pickled; a web endpoint as
         the :class:`EndpointCode` its Serve replicas load it from."""
-        runtime_env = json.dumps(self.image.runtime_env())
         shipped: list[tuple[str, Any, FunctionOptions]] = []
         for fn_name, function in self.registered_functions.items():
             raw = function.get_raw_f()
@@ -252,6 +289,13 @@ class App:
             shipped.append((cls_name, user_cls, registered.options))
         functions = []
         for fn_name, code, options in shipped:
+            environment = self._environments[fn_name].under(self._environment)
+            image = environment.image or Image.debian_slim()
+            runtime_env = json.dumps(image.runtime_env())
+            options = dataclasses.replace(
+                options, volumes=check_mounts((path, volume.name)
+                                              for path, volume in environment.volumes),
+                secrets=check_secret_names(secret_names(environment.secrets)))
             try:
                 pickled = bytes(cloudpickle.dumps(code))
             except Exception as exc:
@@ -338,3 +382,12 @@ def _input_options(fn: Callable[..., Any], name: str) -> dict[str, Any]:
         found.update(max_batch_size=batching.max_batch_size, batch_wait_ms=batching.wait_ms)
     return found
 
+
+
+def _schedule_json(schedule: object) -> str | None:
+    if schedule is None:
+        return None
+    if not isinstance(schedule, Schedule):
+        raise InvalidError(f"schedule must be a rayfn.Period or rayfn.Cron, not "
+                           f"{type(schedule).__name__}")
+    return schedule.to_json()

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import posixpath
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rayfn.exception import InvalidError
+from rayfn.protocol.names import validate_name
 
-__all__ = ["ClassSpec", "FunctionOptions", "Image", "ParameterSpec", "Retries", "WebEndpoint"]
+__all__ = ["ClassSpec", "FunctionOptions", "ParameterSpec", "Retries", "WebEndpoint"]
 
 MIN_TIMEOUT = 1.0
 MAX_TIMEOUT = 24 * 3600.0
@@ -77,60 +79,6 @@ class Retries:
     def fixed(cls, max_retries: int) -> Retries:
         """``retries=N``: N retries one second apart."""
         return cls(max_retries=max_retries, backoff_coefficient=1.0, initial_delay=1.0)
-
-
-@dataclasses.dataclass(frozen=True)
-class Image:
-    """A container environment, mapped onto Ray's runtime environments.
-
-    ``debian_slim()`` is the cluster's own environment; ``pip_install`` adds ``pip``
-    packages, ``env`` adds environment variables, ``from_registry`` names a container image.
-    """
-
-    pip: tuple[str, ...] = ()
-    env_vars: tuple[tuple[str, str], ...] = ()
-    image_uri: str | None = None
-
-    @classmethod
-    def debian_slim(cls, python_version: str | None = None) -> Image:
-        return cls()
-
-    @classmethod
-    def from_registry(cls, tag: str, **_: Any) -> Image:
-        if not isinstance(tag, str) or not tag.strip():
-            raise InvalidError("from_registry needs an image reference such as 'python:3.11'")
-        return cls(image_uri=tag)
-
-    def pip_install(self, *packages: str | list[str]) -> Image:
-        flat: list[str] = []
-        for item in packages:
-            if isinstance(item, str) or not isinstance(item, Iterable):
-                flat.append(item)  # a non-string is rejected below
-            else:
-                flat.extend(item)
-        for package in flat:
-            if not isinstance(package, str) or not package.strip():
-                raise InvalidError(f"pip_install takes package names, not {package!r}")
-        return dataclasses.replace(self, pip=self.pip + tuple(flat))
-
-    def env(self, variables: Mapping[str, str]) -> Image:
-        merged = dict(self.env_vars)
-        for key, value in variables.items():
-            if not isinstance(key, str) or not isinstance(value, str):
-                raise InvalidError("env takes a mapping of strings to strings")
-            merged[key] = value
-        return dataclasses.replace(self, env_vars=tuple(sorted(merged.items())))
-
-    def runtime_env(self) -> dict[str, Any]:
-        """This image as a Ray ``runtime_env`` (empty for the cluster's own environment)."""
-        env: dict[str, Any] = {}
-        if self.pip:
-            env["pip"] = list(self.pip)
-        if self.env_vars:
-            env["env_vars"] = dict(self.env_vars)
-        if self.image_uri:
-            env["image_uri"] = self.image_uri
-        return env
 
 
 @dataclasses.dataclass(frozen=True)
@@ -292,6 +240,10 @@ class FunctionOptions:
     batch_wait_ms: int = 0  # @batched: how long a batch may wait to fill
     cls: ClassSpec | None = None  # set by @app.cls()
     generator: bool = False  # a generator function: called with remote_gen()
+    # Mounted in the call's process: (absolute path, volume name), sorted by path.
+    volumes: tuple[tuple[str, str], ...] = ()
+    secrets: tuple[str, ...] = ()  # names of secrets the service stores, set as env vars
+    schedule: str | None = None  # a Period or Cron as canonical JSON (rayfn.schedule)
 
     @property
     def uses_containers(self) -> bool:
@@ -325,6 +277,9 @@ class FunctionOptions:
         batch_wait_ms: int = 0,
         cls_spec: ClassSpec | None = None,
         generator: bool = False,
+        volumes: Iterable[tuple[str, str]] = (),
+        secrets: Iterable[str] = (),
+        schedule: str | None = None,
     ) -> FunctionOptions:
         if retries is not None and not isinstance(retries, Retries):
             if isinstance(retries, bool) or not isinstance(retries, int):
@@ -379,6 +334,9 @@ class FunctionOptions:
             batch_wait_ms=batch_wait_ms,
             cls=cls_spec,
             generator=generator,
+            volumes=check_mounts(volumes),
+            secrets=check_secret_names(secrets),
+            schedule=check_schedule(schedule),
         )
 
     def arguments(self) -> dict[str, Any]:
@@ -424,6 +382,8 @@ class FunctionOptions:
         retries = fields.pop("retries", None)
         web_endpoint = fields.pop("web_endpoint", None)
         spec = fields.pop("cls", None)
+        fields["volumes"] = tuple(tuple(pair) for pair in fields.get("volumes", ()))
+        fields["secrets"] = tuple(fields.get("secrets", ()))
         return cls(
             retries=Retries(**retries) if retries else None,
             web_endpoint=WebEndpoint(**web_endpoint) if web_endpoint else None,
@@ -436,6 +396,52 @@ class FunctionOptions:
 OVERRIDABLE = ("retries", "timeout", "max_containers", "min_containers", "cpu", "memory",
                "gpu", "buffer_containers", "scaledown_window", "max_inputs",
                "target_inputs", "max_batch_size", "batch_wait_ms")
+
+
+# Where a volume may not be mounted: the root, and what the system itself keeps there.
+_SYSTEM_PATHS = ("/", "/proc", "/sys", "/dev", "/bin", "/sbin", "/lib", "/lib64", "/usr",
+                 "/etc", "/boot", "/run", "/var", "/tmp")
+
+
+def check_mounts(volumes: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """``volumes={"/path": volume}`` as sorted (path, name) pairs: each path absolute and
+    normal, no path inside another, no volume mounted twice."""
+    pairs: list[tuple[str, str]] = []
+    for pair in volumes:
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise InvalidError(f"volumes must map paths to volumes, not {pair!r}")
+        path, name = pair
+        if not isinstance(path, str) or not path.startswith("/") \
+                or posixpath.normpath(path) != path or "\x00" in path:
+            raise InvalidError(f"a volume's mount path must be an absolute, normal path such "
+                               f"as '/data', not {path!r}")
+        if path in _SYSTEM_PATHS:
+            raise InvalidError(f"a volume cannot be mounted at {path}: the system uses it")
+        pairs.append((path, validate_name("volume", name)))
+    pairs.sort()
+    names = [name for _, name in pairs]
+    for name in set(names):
+        if names.count(name) > 1:
+            raise InvalidError(f"volume {name!r} is mounted twice "
+                               f"({', '.join(p for p, n in pairs if n == name)})")
+    for (outer, _), (inner, _) in zip(pairs, pairs[1:], strict=False):
+        if inner == outer or inner.startswith(outer + "/"):
+            raise InvalidError(f"volume mount {inner} is inside mount {outer}")
+    return tuple(pairs)
+
+
+def check_secret_names(secrets: Iterable[str]) -> tuple[str, ...]:
+    names = tuple(validate_name("secret", name) for name in secrets)
+    return tuple(dict.fromkeys(names))
+
+
+def check_schedule(schedule: str | None) -> str | None:
+    """A schedule's canonical JSON, checked by ``rayfn.schedule`` (Period or Cron)."""
+    if schedule is None:
+        return None
+    from rayfn.schedule import schedule_from_json
+
+    return schedule_from_json(schedule).to_json()
 
 
 def check_concurrency(max_inputs: object, target_inputs: object = None) -> tuple[int, int | None]:

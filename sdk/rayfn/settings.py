@@ -60,6 +60,9 @@ server_max_waiters  requests of one REST server that wait on the registry for ca
                     end at once (1000); beyond that a wait answers at once with the
                     call's state, as a wait that ran out does.
 start_server        whether ``rayfn start`` also starts the REST server.
+volume_root         the directory every node shares that holds the volumes, one folder
+                    each (default ``<state_dir>/volumes``; on a cluster, the shared
+                    filesystem the nodes mount, see cluster/README.md).
 """
 
 from __future__ import annotations
@@ -110,6 +113,12 @@ class Settings(BaseSettings):
     server_max_connections: int = Field(default=2048, ge=1)
     server_max_waiters: int = Field(default=1000, ge=1)
     start_server: bool = True
+    volume_root: Path | None = None
+
+    @property
+    def volumes_path(self) -> Path:
+        """Where volumes live: ``volume_root``, else a folder of the state directory."""
+        return self.volume_root or self.state_dir / "volumes"
 
     @property
     def store_path(self) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -13,6 +14,7 @@ from rayfn.exception import InvalidError
 from rayfn.options import FunctionOptions
 from rayfn.protocol.records import FunctionRef
 from rayfn.protocol.variants import SEPARATOR, Variant, check_params, parse_target
+from rayfn_service.call_environment import runtime_env_with
 from rayfn_service.container import Container
 from rayfn_service.executor import Code, execute_batch
 from rayfn_service.store import FunctionRecord, Store
@@ -51,9 +53,10 @@ class Catalog:
     refused with ``DeploymentError``, and everything else goes on working, so no row of
     the store can keep the registry from starting."""
 
-    def __init__(self, store: Store, system_retries: int) -> None:
+    def __init__(self, store: Store, system_retries: int, volume_root: Path) -> None:
         self._store = store
         self._system_retries = system_retries
+        self._volume_root = volume_root
         self._loaded: dict[tuple[str, int, str], RuntimeFunction] = {}
         self._broken: dict[tuple[str, int, str], str] = {}
         self._current: dict[tuple[str, str], int] = {}
@@ -136,7 +139,8 @@ class Catalog:
                 del cache[key]
 
     def _build(self, record: FunctionRecord, variant: Variant | None = None) -> RuntimeFunction:
-        options, task, batch_task = _tasks_for(record, self._system_retries)
+        options, task, batch_task = _tasks_for(record, self._system_retries,
+                                               self._volume_root)
         return RuntimeFunction(
             app=record.app,
             version=record.version,
@@ -146,18 +150,19 @@ class Catalog:
             batch_task=batch_task,
             code=record.code if len(record.code) <= INLINE_CODE_BYTES else [ray.put(record.code)],
             variant=variant or Variant(record.name),
-            container=container_actor(record, options) if options.uses_containers else None,
+            container=container_actor(record, options, self._volume_root)
+            if options.uses_containers else None,
             record=record,
         )
 
 
 def _tasks_for(
-    record: FunctionRecord, system_retries: int
+    record: FunctionRecord, system_retries: int, volume_root: Path = Path("/volumes"),
 ) -> tuple[FunctionOptions, Any, Any]:
     """The function's options, its Ray task, and the same task for several calls (which Ray
     does not re-run: see dispatch)."""
     options = FunctionOptions.from_dict(json.loads(record.options))
-    runtime_env = json.loads(record.runtime_env)
+    runtime_env = runtime_env_with(json.loads(record.runtime_env), options, volume_root)
     ray_options: dict[str, Any] = {
         **options.ray_options(),
         "max_retries": system_retries,
@@ -172,11 +177,12 @@ def _tasks_for(
             ray.remote(**{**ray_options, "max_retries": 0})(execute_batch))
 
 
-def container_actor(record: FunctionRecord, options: FunctionOptions) -> Any:
+def container_actor(record: FunctionRecord, options: FunctionOptions,
+                    volume_root: Path) -> Any:
     """The container actor class with the function's resources. Ray never restarts it
     (``max_restarts=0``): the registry starts a new container and runs the inputs of a
     dead one again, counting it against the system retries."""
-    runtime_env = json.loads(record.runtime_env)
+    runtime_env = runtime_env_with(json.loads(record.runtime_env), options, volume_root)
     actor_options: dict[str, Any] = {
         **options.ray_options(),
         "max_restarts": 0,

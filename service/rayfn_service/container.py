@@ -55,7 +55,9 @@ from rayfn.protocol.records import (
     TaskWire,
 )
 from rayfn.runtime import calling, enter_cluster, flush_spawns, spawns_pending
+from rayfn_service import call_environment
 from rayfn_service.call_output import CallLog, captured_in_context
+from rayfn_service.executor import secret_fetcher
 from rayfn_service.yielded import ValueSender, drain, drain_async
 
 __all__ = ["Container", "ContainerSpec", "InputCancelled"]
@@ -136,6 +138,8 @@ class Container:
         node = ray.get_runtime_context().get_node_id()
         enter_cluster(self._spec.registry.namespace)
         try:
+            await self._in_thread(call_environment.prepare,
+                                  secret_fetcher(self._spec.registry))
             code = self._spec.code
             loaded = cloudpickle.loads(code if isinstance(code, bytes) else ray.get(code[0]))
         except Exception as exc:

@@ -59,7 +59,7 @@ from rayfn.protocol.records import (
     TaskWire,
 )
 from rayfn.runtime import calling, enter_cluster, flush_spawns
-from rayfn_service import children
+from rayfn_service import call_environment, children
 from rayfn_service.call_output import CallLog, captured
 from rayfn_service.yielded import ValueSender, drain, drain_async
 
@@ -166,6 +166,15 @@ def _registry(address: RegistryAddress) -> RegistryActor:
     return actor
 
 
+def secret_fetcher(address: RegistryAddress) -> call_environment.SecretFetcher:
+    """Asks the registry for secret values (waiting through a registry restart)."""
+    def fetch(names: list[str]) -> dict[str, str]:
+        actor = RegistryActor(address.namespace, retry_seconds=60.0, name=address.name)
+        return actor.call(RegistryApi.secret_values, names)
+
+    return fetch
+
+
 def _report_start(registry: RegistryAddress, call_id: str, attempt: int) -> None:
     """Tell the registry which node runs this attempt (for ``rayfn status``); best effort."""
     try:
@@ -175,9 +184,10 @@ def _report_start(registry: RegistryAddress, call_id: str, attempt: int) -> None
         _registries.pop(registry, None)
 
 
-def _load(key: FunctionRef, code: Code) -> Callable[..., Any]:
+def _load(key: FunctionRef, code: Code, registry: RegistryAddress) -> Callable[..., Any]:
     fn = _functions.get(key)
     if fn is None:
+        call_environment.prepare(secret_fetcher(registry))  # before the code imports
         fn = cloudpickle.loads(code if isinstance(code, bytes) else ray.get(code[0]))
         _functions[key] = fn
         if len(_functions) > _CACHE_SIZE:
@@ -293,7 +303,7 @@ def execute(task: TaskSpec, call: TaskCall, log: CallLog | None = None) -> MakeO
     if task.report_node:  # a message per attempt: asked for on clusters of several nodes
         _report_start(registry, call.call_id, call.attempt)
     try:
-        fn = _load(task.function, task.code)
+        fn = _load(task.function, task.code, registry)
     except Exception as exc:
         return _ended(OutcomeKind.FAILED,
                       error_of(ExecutionError, f"cannot load function {name!r}: {exc!r}"))

