@@ -15,18 +15,29 @@ modal.FunctionCall.from_id(call.object_id).get(timeout=5)
 def web(): return fastapi_app
 """
 
-from rayfn import exception
+from rayfn import exception, experimental, gpu
 from rayfn._client import connect
 from rayfn.app import App
 from rayfn.call import FunctionCall
+from rayfn.call_context import current_function_call_id, current_input_id, interact, is_local
+from rayfn.cloud_bucket_mount import CloudBucketMount
 from rayfn.cls import Cls, parameter
+from rayfn.exception import Error
+from rayfn.file_pattern_matcher import FilePatternMatcher
 from rayfn.function import Function
 from rayfn.image import Image
+from rayfn.network_file_system import NetworkFileSystem
 from rayfn.options import Retries
 from rayfn.partial_function import batched, concurrent, enter, exit, method
+from rayfn.proxy import Proxy
+from rayfn.sandbox import Sandbox, SandboxSnapshot
+from rayfn.scheduler_placement import SchedulerPlacement
 from rayfn.schemas import CallStatus
 from rayfn.states import CallState
+from rayfn.tunnel import Tunnel, forward
 from rayfn.web import asgi_app
+
+__version__ = "0.1.0"
 
 __all__ = [
     "App",
@@ -46,4 +57,21 @@ __all__ = [
     "exit",
     "method",
     "parameter",
+    # Modal's other public names
+    "CloudBucketMount",
+    "Error",
+    "FilePatternMatcher",
+    "NetworkFileSystem",
+    "Proxy",
+    "Sandbox",
+    "SandboxSnapshot",
+    "SchedulerPlacement",
+    "Tunnel",
+    "current_function_call_id",
+    "current_input_id",
+    "experimental",
+    "forward",
+    "gpu",
+    "interact",
+    "is_local",
 ]

@@ -8,6 +8,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from rayfn.cloud_bucket_mount import CloudBucketMount
 from rayfn.exception import InvalidError
 from rayfn.image import Image
 from rayfn.secret import Secret
@@ -46,7 +47,7 @@ class Environment:
     """Where a function's calls run: its image, the volumes mounted and secrets set."""
 
     image: Image | None = None
-    volumes: tuple[tuple[str, Volume], ...] = ()
+    volumes: tuple[tuple[str, Volume | CloudBucketMount], ...] = ()
     secrets: tuple[Secret, ...] = ()
 
     def under(self, outer: Environment) -> Environment:
@@ -57,20 +58,29 @@ class Environment:
         return Environment(self.image or outer.image, tuple(sorted(mounted.items())),
                            outer.secrets + self.secrets)
 
+    def volume_names(self) -> list[tuple[str, str]]:
+        """(mount path, volume name) pairs; a bucket mount is refused here, at deploy."""
+        pairs = []
+        for path, volume in self.volumes:
+            if isinstance(volume, CloudBucketMount):
+                raise volume.refuse(path)
+            pairs.append((path, volume.name))
+        return pairs
+
 
 def environment_of(image: object = None, volumes: object = None, secrets: object = None,
                    env: object = None, network_file_systems: object = None) -> Environment:
     """Check the environment keywords of ``App``, ``@app.function()`` or ``@app.cls()``."""
     if image is not None and not isinstance(image, Image):
         raise InvalidError(f"image must be a rayfn.Image, not {type(image).__name__}")
-    mounts: dict[str, Volume] = {}
+    mounts: dict[str, Volume | CloudBucketMount] = {}
     for given in (volumes, network_file_systems):
         if given is None:
             continue
         if not isinstance(given, Mapping):
             raise InvalidError("volumes must be a dict of mount paths to Volumes")
         for path, volume in given.items():
-            if not isinstance(volume, Volume):
+            if not isinstance(volume, (Volume, CloudBucketMount)):
                 raise InvalidError(f"volumes[{path!r}] must be a rayfn.Volume, not "
                                    f"{type(volume).__name__}")
             mounts[str(path)] = volume

@@ -20,6 +20,7 @@ from rayfn._client import get_client
 from rayfn._decorator_options import Environment, environment_of, split_options
 from rayfn.cls import Cls, class_spec_of
 from rayfn.exception import InvalidError, SerializationError
+from rayfn.experimental import check_not_clustered
 from rayfn.function import Function
 from rayfn.image import Image
 from rayfn.options import FunctionOptions, Retries, check_mounts, check_secret_names
@@ -279,6 +280,7 @@ class App:
         shipped: list[tuple[str, Any, FunctionOptions]] = []
         for fn_name, function in self.registered_functions.items():
             raw = function.get_raw_f()
+            check_not_clustered(raw, fn_name)
             _pickle_by_value(raw)
             code: Any = raw if function.options.web_endpoint is None \
                 else EndpointCode.of(function)
@@ -293,8 +295,7 @@ class App:
             image = environment.image or Image.debian_slim()
             runtime_env = json.dumps(image.runtime_env())
             options = dataclasses.replace(
-                options, volumes=check_mounts((path, volume.name)
-                                              for path, volume in environment.volumes),
+                options, volumes=check_mounts(environment.volume_names()),
                 secrets=check_secret_names(secret_names(environment.secrets)))
             try:
                 pickled = bytes(cloudpickle.dumps(code))

@@ -189,6 +189,11 @@ def _parse_gpu(gpu: object) -> float:
     """Modal spells GPUs as ``"T4"``, ``"A100:2"``, ``"any"`` or a count."""
     if gpu is None:
         return 0.0
+    spec = getattr(gpu, "spec", None)  # a rayfn.gpu object
+    if callable(spec):
+        gpu = spec()
+    if isinstance(gpu, (list, tuple)) and gpu:
+        gpu = gpu[0]  # Modal's list of acceptable types, in order of preference
     if isinstance(gpu, bool):
         raise InvalidError(f"gpu must be a count or a GPU type such as 'T4', not {gpu!r}")
     if isinstance(gpu, (int, float)):
