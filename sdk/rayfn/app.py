@@ -18,6 +18,7 @@ from rayfn import _accepts
 from rayfn._aio import aio_method, run_blocking
 from rayfn._client import get_client
 from rayfn._decorator_options import Environment, environment_of, split_options
+from rayfn._deferred_imports import shipped_with_imports
 from rayfn.cls import Cls, class_spec_of
 from rayfn.exception import InvalidError, SerializationError
 from rayfn.experimental import check_not_clustered
@@ -298,7 +299,7 @@ class App:
                 options, volumes=check_mounts(environment.volume_names()),
                 secrets=check_secret_names(secret_names(environment.secrets)))
             try:
-                pickled = bytes(cloudpickle.dumps(code))
+                pickled = bytes(cloudpickle.dumps(shipped_with_imports(code)))
             except Exception as exc:
                 raise SerializationError(f"cannot serialize {fn_name!r}: {exc}") from exc
             functions.append(DeployedFunction(fn_name, json.dumps(options.to_dict()),
