@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from rayfn._deferred_imports import ImportBlock
 from rayfn.exception import InvalidError
 
 __all__ = ["Image"]
@@ -52,6 +53,12 @@ class Image:
                 raise InvalidError("env takes a mapping of strings to strings")
             merged[key] = value
         return dataclasses.replace(self, env_vars=tuple(sorted(merged.items())))
+
+    def imports(self) -> ImportBlock:
+        """``with image.imports(): import torch``: an ImportError inside is suppressed
+        here (the package may be only in the image); the block runs again in the worker,
+        where an ImportError is an error."""
+        return ImportBlock()
 
     def runtime_env(self) -> dict[str, Any]:
         """This image as a Ray ``runtime_env`` (empty for the cluster's own environment)."""

@@ -120,3 +120,42 @@ def test_mount_links_and_replaces_links_but_never_hides_files(tmp_path: Path) ->
     with pytest.raises(modal.exception.ExecutionError, match="something is there"):
         mount(one, busy)
     assert (busy / "keep").read_text() == "mine"
+
+
+def test_image_import_blocks_run_again_where_the_code_is_unpickled(tmp_path: Path) -> None:
+    import importlib.util
+    import subprocess
+    import sys
+
+    import cloudpickle
+
+    from rayfn._deferred_imports import shipped_with_imports
+
+    source = tmp_path / "usermod_imports.py"
+    source.write_text(
+        "import rayfn as modal\n"
+        "image = modal.Image.debian_slim()\n"
+        "with image.imports():\n"
+        "    import json as only_in_image\n"
+        "    import a_module_only_the_image_has\n"
+        "def dumps():\n"
+        "    return only_in_image.dumps([1])\n")
+    spec = importlib.util.spec_from_file_location("usermod_imports", source)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["usermod_imports"] = module
+    try:
+        spec.loader.exec_module(module)  # the missing module is suppressed locally
+        cloudpickle.register_pickle_by_value(module)
+        blob = cloudpickle.dumps(shipped_with_imports(module.dumps))
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+        del sys.modules["usermod_imports"]
+    blob_file = tmp_path / "blob"
+    blob_file.write_bytes(blob)
+    worker = subprocess.run(
+        [sys.executable, "-c", "import cloudpickle, sys; "
+         "cloudpickle.loads(open(sys.argv[1], 'rb').read())", str(blob_file)],
+        capture_output=True, text=True, timeout=60)
+    # In the worker the block runs again, and the module missing there is an error.
+    assert "No module named 'a_module_only_the_image_has'" in worker.stderr
