@@ -23,7 +23,7 @@ OPERATIONS = {name for name, member in vars(RegistryApi).items()
 # Operations for code inside the cluster (health, reports of workers, metrics for the
 # server itself): the REST API does not offer them to SDK clients.
 NOT_OVER_REST = {"ping", "wait", "metrics", "attempt_started", "attempt_output",
-                 "attempt_stuck", "attempt_values"}
+                 "attempt_stuck", "attempt_values", "secret_values"}
 
 
 def test_an_operation_is_named_only_through_its_declaration() -> None:
