@@ -28,10 +28,10 @@ def put(store: SqliteStore, name: str, values: list[bytes], partition: str = "",
                                max_items=max_items, max_partitions=3)
 
 
-def take(store: SqliteStore, name: str, n: int, partition: str = "", now: float = T0
-         ) -> list[bytes]:
+def take(store: SqliteStore, name: str, n: int, partition: str = "", now: float = T0,
+         max_bytes: int = 1 << 20) -> list[bytes]:
     with store.transaction():
-        return store.queue_take(name, partition, n, now)
+        return store.queue_take(name, partition, n, now, max_bytes)
 
 
 def test_objects_are_made_once_and_deleted_with_their_contents(store: SqliteStore) -> None:
@@ -84,6 +84,10 @@ def test_queue_take_returns_oldest_first_and_each_item_once(store: SqliteStore) 
     assert take(store, "q", 2) == [b"1", b"2"]
     assert take(store, "q", 10) == [b"3", b"4"]
     assert take(store, "q", 10) == []
+    assert put(store, "q", [b"aa", b"bb", b"cc"])
+    # the byte bound leaves the rest in place, but never takes fewer than one
+    assert take(store, "q", 10, max_bytes=1) == [b"aa"]
+    assert take(store, "q", 10, max_bytes=4) == [b"bb", b"cc"]
     assert put(store, "q", [b"5"])  # seqs keep growing after the partition emptied
     assert take(store, "q", 1) == [b"5"]
 
@@ -175,6 +179,6 @@ def test_objects_survive_reopening(tmp_path: Path) -> None:
     try:
         assert second.get_object("queue", "q") is not None
         with second.transaction():
-            assert second.queue_take("q", "", 1, T0) == [b"1"]
+            assert second.queue_take("q", "", 1, T0, 100) == [b"1"]
     finally:
         second.close()

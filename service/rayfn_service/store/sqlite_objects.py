@@ -161,15 +161,27 @@ class KvObjects:
         self._touch_object("queue", name, now)
         return True
 
-    def queue_take(self, name: str, partition: str, limit: int, now: float) -> list[bytes]:
-        """Remove and return the partition's ``limit`` oldest items, oldest first."""
+    def queue_take(self, name: str, partition: str, limit: int, now: float,
+                   max_bytes: int) -> list[bytes]:
+        """Remove and return the partition's ``limit`` oldest items, oldest first, and
+        (past the first) at most ``max_bytes`` of them."""
         if not self._partition_live(self._write, name, partition, now):
             return []
+        sizes = self._write.execute(
+            "SELECT seq, length(value) FROM queue_items WHERE queue = ? AND partition = ? "
+            "ORDER BY seq LIMIT ?", (name, partition, limit)).fetchall()
+        if not sizes:
+            return []
+        last, total = sizes[0][0], 0
+        for seq, size in sizes:
+            total += size
+            if seq != sizes[0][0] and total > max_bytes:
+                break
+            last = seq
+        # The oldest items are the lowest seqs: none lies between the first and ``last``.
         rows = self._write.execute(
-            "DELETE FROM queue_items WHERE queue = ? AND partition = ? AND seq IN ("
-            "SELECT seq FROM queue_items WHERE queue = ? AND partition = ? "
-            "ORDER BY seq LIMIT ?) RETURNING seq, value",
-            (name, partition, name, partition, limit)).fetchall()
+            "DELETE FROM queue_items WHERE queue = ? AND partition = ? AND seq BETWEEN ? AND ? "
+            "RETURNING seq, value", (name, partition, sizes[0][0], last)).fetchall()
         rows.sort()  # RETURNING promises no order
         return [bytes(value) for _, value in rows]
 
