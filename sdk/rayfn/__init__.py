@@ -20,10 +20,12 @@ from rayfn._client import connect
 from rayfn.app import App
 from rayfn.call import FunctionCall
 from rayfn.cls import Cls, parameter
+from rayfn.dict import Dict
 from rayfn.function import Function
 from rayfn.image import Image
 from rayfn.options import Retries
 from rayfn.partial_function import batched, concurrent, enter, exit, method
+from rayfn.queue import Queue
 from rayfn.schemas import CallStatus
 from rayfn.states import CallState
 from rayfn.web import asgi_app
@@ -33,9 +35,11 @@ __all__ = [
     "CallState",
     "CallStatus",
     "Cls",
+    "Dict",
     "Function",
     "FunctionCall",
     "Image",
+    "Queue",
     "Retries",
     "asgi_app",
     "batched",
