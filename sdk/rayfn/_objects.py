@@ -112,16 +112,17 @@ class ObjectHandle:
         return get_client().settings.max_input_bytes
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Just the name: the object lives in the registry, not in the pickle.
-        return _rebuild, (type(self), self._name, self._ephemeral)
+        # Just the name: the object lives in the registry, not in the pickle. A handle
+        # not used yet keeps create_if_missing, so the copy may be the one to make it.
+        return _rebuild, (type(self), self._name, self._ephemeral, self._create)
 
     def __repr__(self) -> str:
         label = "ephemeral" if self._ephemeral else repr(self._name)
         return f"{type(self).__name__}.from_name({label})"
 
 
-def _rebuild(cls: type[H], name: str, ephemeral: bool) -> H:
-    return cls(name, ephemeral=ephemeral)
+def _rebuild(cls: type[H], name: str, ephemeral: bool, create: bool = False) -> H:
+    return cls(name, ephemeral=ephemeral, create_if_missing=create)
 
 
 def delete(kind: Kind, name: str, allow_missing: bool) -> None:
