@@ -10,8 +10,12 @@ import threading
 import pytest
 
 import rayfn
+from rayfn._client import get_client
 from rayfn.exception import InvalidError, NotFoundError
 from rayfn.protocol.ids import new_call_id
+from rayfn.protocol.operations import RegistryApi
+
+from .waiting import wait_until
 
 
 def unique(prefix: str) -> str:
@@ -98,6 +102,10 @@ def test_four_producers_four_consumers_deliver_each_item_exactly_once(unique_app
 
 
 def test_blocking_get_wakes_when_an_item_is_put() -> None:
+    def parked() -> int:
+        return get_client().call(RegistryApi.ping)["waiting"]
+
+    before = parked()
     with rayfn.Queue.ephemeral() as q:
         got: list[object] = []
         started = threading.Event()
@@ -109,6 +117,8 @@ def test_blocking_get_wakes_when_an_item_is_put() -> None:
         thread = threading.Thread(target=consume)
         thread.start()
         started.wait()
+        # The get waits in the registry (a parked wait), not in a loop here.
+        wait_until(lambda: parked() > before, what="the get to park in the registry")
         q.put("hello")
         thread.join(timeout=60)
         assert got == ["hello"]
