@@ -22,6 +22,7 @@ from rayfn.call import FunctionCall
 from rayfn.call_context import current_function_call_id, current_input_id, interact, is_local
 from rayfn.cloud_bucket_mount import CloudBucketMount
 from rayfn.cls import Cls, parameter
+from rayfn.dict import Dict
 from rayfn.exception import Error
 from rayfn.file_pattern_matcher import FilePatternMatcher
 from rayfn.function import Function
@@ -30,6 +31,7 @@ from rayfn.network_file_system import NetworkFileSystem
 from rayfn.options import Retries
 from rayfn.partial_function import batched, concurrent, enter, exit, method
 from rayfn.proxy import Proxy
+from rayfn.queue import Queue
 from rayfn.sandbox import Sandbox, SandboxSnapshot
 from rayfn.scheduler_placement import SchedulerPlacement
 from rayfn.schemas import CallStatus
@@ -44,9 +46,11 @@ __all__ = [
     "CallState",
     "CallStatus",
     "Cls",
+    "Dict",
     "Function",
     "FunctionCall",
     "Image",
+    "Queue",
     "Retries",
     "asgi_app",
     "batched",

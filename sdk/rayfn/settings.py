@@ -63,6 +63,10 @@ start_server        whether ``rayfn start`` also starts the REST server.
 volume_root         the directory every node shares that holds the volumes, one folder
                     each (default ``<state_dir>/volumes``; on a cluster, the shared
                     filesystem the nodes mount, see cluster/README.md).
+dict_idle_seconds   a Dict entry neither read nor written this long is deleted (7 days,
+                    as Modal's).
+ephemeral_idle_seconds  an ephemeral Dict or Queue nothing wrote to this long is deleted
+                    even though its ``with`` block never ended (its process died; 1 day).
 """
 
 from __future__ import annotations
@@ -114,6 +118,8 @@ class Settings(BaseSettings):
     server_max_waiters: int = Field(default=1000, ge=1)
     start_server: bool = True
     volume_root: Path | None = None
+    dict_idle_seconds: float = Field(default=7 * 24 * 3600, gt=0)
+    ephemeral_idle_seconds: float = Field(default=24 * 3600, gt=0)
 
     @property
     def volumes_path(self) -> Path:

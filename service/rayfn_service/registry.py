@@ -28,6 +28,7 @@ from rayfn.exception import (
 )
 from rayfn.protocol.ids import validate_call_id
 from rayfn.protocol.names import REGISTRY_ACTOR, validate_name
+from rayfn.protocol.objects import DEFAULT_PARTITION_TTL, ObjectInfo
 from rayfn.protocol.operations import Idempotency, RegistryApi
 from rayfn.protocol.payload import CallOutcome, check_input_size
 from rayfn.protocol.records import (
@@ -47,6 +48,7 @@ from rayfn_service.admission import check_calls, check_spawnable, check_wait
 from rayfn_service.capacity import CapacityMonitor, shape_of
 from rayfn_service.catalog import Catalog, RuntimeFunction, checked
 from rayfn_service.dispatch import Dispatcher
+from rayfn_service.objects import Objects
 from rayfn_service.store import CallRecord, FunctionRecord, NewCall, Store, open_store
 from rayfn_service.store.group_commit import GroupCommit
 from rayfn_service.views import outcome_of, status_of
@@ -141,6 +143,7 @@ class Registry:
             capacity=lambda: self._capacity.current,
             system_retries=self._settings.system_retries,
         )
+        self._objects = Objects(self._store, self._commit, self._waiters, self._settings)
         await self._capacity.refresh()  # before dispatching: calls no node can run fail
         if requeued:
             logger.warning(
@@ -535,6 +538,77 @@ class Registry:
         """The values of the named secrets, merged in order, for a call's process."""
         raise NotFoundError(f"secret {names[0] if names else ''!r} not found")
 
+    # ---- dicts and queues (objects.py) --------------------------------------------
+
+    @_needs_store
+    async def object_open(
+        self, kind: str, name: str, create_if_missing: bool, ephemeral: bool = False
+    ) -> ObjectInfo:
+        return await self._objects.open(kind, name, create_if_missing, ephemeral)
+
+    @_needs_store
+    async def object_delete(self, kind: str, name: str, allow_missing: bool = False) -> None:
+        await self._objects.delete(kind, name, allow_missing)
+
+    @_needs_store
+    async def dict_get(self, name: str, key: bytes) -> bytes | None:
+        return await self._objects.dict_get(name, key)
+
+    @_needs_store
+    async def dict_contains(self, name: str, key: bytes) -> bool:
+        return await self._objects.dict_contains(name, key)
+
+    @_needs_store
+    async def dict_put(
+        self, name: str, items: Sequence[tuple[bytes, bytes]], skip_if_exists: bool = False
+    ) -> int:
+        return await self._objects.dict_put(name, items, skip_if_exists)
+
+    @_needs_store
+    async def dict_pop(self, name: str, key: bytes) -> bytes | None:
+        return await self._objects.dict_pop(name, key)
+
+    @_needs_store
+    async def dict_len(self, name: str) -> int:
+        return await self._objects.dict_len(name)
+
+    @_needs_store
+    async def dict_entries(self, name: str, after: bytes | None) -> list[tuple[bytes, bytes]]:
+        return await self._objects.dict_entries(name, after)
+
+    @_needs_store
+    async def dict_clear(self, name: str) -> None:
+        await self._objects.dict_clear(name)
+
+    @_needs_store
+    async def queue_put(
+        self, name: str, partition: str | None, values: Sequence[bytes],
+        partition_ttl: float = DEFAULT_PARTITION_TTL, timeout: float = 0.0,
+    ) -> bool:
+        return await self._objects.queue_put(name, partition, values, partition_ttl, timeout)
+
+    @_needs_store
+    async def queue_get(
+        self, name: str, partition: str | None, n_values: int, timeout: float = 0.0
+    ) -> list[bytes]:
+        return await self._objects.queue_get(name, partition, n_values, timeout)
+
+    @_needs_store
+    async def queue_len(self, name: str, partition: str | None, total: bool = False) -> int:
+        return await self._objects.queue_len(name, partition, total)
+
+    @_needs_store
+    async def queue_items(
+        self, name: str, partition: str | None, after: int, timeout: float = 0.0
+    ) -> list[tuple[int, bytes]]:
+        return await self._objects.queue_items(name, partition, after, timeout)
+
+    @_needs_store
+    async def queue_clear(
+        self, name: str, partition: str | None, all: bool = False  # noqa: A002
+    ) -> None:
+        await self._objects.queue_clear(name, partition, all)
+
     # ---- waiting -----------------------------------------------------------------
 
     async def _wait_for_any(self, waiter: Waiter, timeout: float, linger: bool) -> None:
@@ -568,6 +642,10 @@ class Registry:
                     pass
             except Exception:
                 logger.exception("expiry sweep failed; will try again")
+            try:
+                await self._objects.sweep()
+            except Exception:
+                logger.exception("expiry sweep of Dicts and Queues failed; will try again")
 
     async def _watch_capacity(self) -> None:
         """Fail calls no node can ever run, also when the cluster shrinks under them."""

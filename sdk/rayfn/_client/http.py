@@ -21,8 +21,35 @@ import httpx
 
 from rayfn import exception
 from rayfn.network import InsecureTransportWarning, is_loopback
+from rayfn.object_schemas import (
+    CountResponse,
+    DictEntriesRequest,
+    DictEntriesResponse,
+    DictEntry,
+    DictPutRequest,
+    FoundResponse,
+    KeyRequest,
+    ObjectInfoResponse,
+    OpenRequest,
+    QueueClearRequest,
+    QueueGetRequest,
+    QueueItemsRequest,
+    QueueItemsResponse,
+    QueuePutRequest,
+    QueuePutResponse,
+    ValueResponse,
+)
+from rayfn.object_schemas import ValuesResponse as QueueValuesResponse
 from rayfn.protocol.ids import validate_call_id
 from rayfn.protocol.names import validate_name
+from rayfn.protocol.objects import (
+    DEFAULT_PARTITION_TTL,
+    DICT,
+    QUEUE,
+    ObjectInfo,
+    validate_kind,
+    validate_object_name,
+)
 from rayfn.protocol.operations import Operation, RegistryApi, operation_name
 from rayfn.protocol.payload import CallOutcome
 from rayfn.protocol.records import CallQuery, DeployedFunction, DeployResult, ValuesPage
@@ -102,6 +129,11 @@ def _app(app: str, function: str | None = None) -> str:
     if function is not None:
         path += f"/functions/{quote(validate_target(function), safe='')}"
     return path
+
+
+def _object_path(kind: str, name: str) -> str:
+    kind = validate_kind(kind)
+    return f"/v1/objects/{kind}/{quote(validate_object_name(kind, name), safe='')}"
 
 
 def _call(call_id: str) -> str:
@@ -333,3 +365,111 @@ class HttpClient:
                   if v is not None}
         response = self._request("GET", "/v1/calls", params=params)
         return CallList.model_validate_json(response.content).calls
+
+    # ---- dicts and queues --------------------------------------------------------
+    # (a name is checked before it makes a path, as an app's is)
+
+    def _object(self, kind: str, name: str) -> str:
+        kind = validate_kind(kind)
+        return f"/v1/{kind}s/{quote(validate_object_name(kind, name), safe='')}"
+
+    @_handles(RegistryApi.object_open)
+    def _object_open(
+        self, kind: str, name: str, create_if_missing: bool, ephemeral: bool = False
+    ) -> ObjectInfo:
+        path = _object_path(kind, name)
+        body = OpenRequest(create_if_missing=create_if_missing, ephemeral=ephemeral)
+        info = ObjectInfoResponse.model_validate_json(self._post(path, body).content)
+        return ObjectInfo(info.kind, info.name, info.created_at, info.ephemeral)
+
+    @_handles(RegistryApi.object_delete)
+    def _object_delete(self, kind: str, name: str, allow_missing: bool = False) -> None:
+        path = _object_path(kind, name)
+        self._request("DELETE", path, params={"allow_missing": allow_missing})
+
+    def _value(self, name: str, verb: str, key: bytes) -> bytes | None:
+        response = self._post(f"{self._object(DICT, name)}/{verb}", KeyRequest(key=key))
+        return ValueResponse.model_validate_json(response.content).value
+
+    @_handles(RegistryApi.dict_get)
+    def _dict_get(self, name: str, key: bytes) -> bytes | None:
+        return self._value(name, "get", key)
+
+    @_handles(RegistryApi.dict_pop)
+    def _dict_pop(self, name: str, key: bytes) -> bytes | None:
+        return self._value(name, "pop", key)
+
+    @_handles(RegistryApi.dict_contains)
+    def _dict_contains(self, name: str, key: bytes) -> bool:
+        response = self._post(f"{self._object(DICT, name)}/contains", KeyRequest(key=key))
+        return FoundResponse.model_validate_json(response.content).found
+
+    @_handles(RegistryApi.dict_put)
+    def _dict_put(
+        self, name: str, items: Sequence[tuple[bytes, bytes]], skip_if_exists: bool = False
+    ) -> int:
+        body = DictPutRequest(items=[DictEntry(key=k, value=v) for k, v in items],
+                              skip_if_exists=skip_if_exists)
+        response = self._post(f"{self._object(DICT, name)}/put", body)
+        return CountResponse.model_validate_json(response.content).count
+
+    @_handles(RegistryApi.dict_len)
+    def _dict_len(self, name: str) -> int:
+        response = self._request("GET", f"{self._object(DICT, name)}/len")
+        return CountResponse.model_validate_json(response.content).count
+
+    @_handles(RegistryApi.dict_entries)
+    def _dict_entries(self, name: str, after: bytes | None) -> list[tuple[bytes, bytes]]:
+        response = self._post(f"{self._object(DICT, name)}/entries",
+                              DictEntriesRequest(after=after))
+        page = DictEntriesResponse.model_validate_json(response.content)
+        return [(e.key, e.value) for e in page.entries]
+
+    @_handles(RegistryApi.dict_clear)
+    def _dict_clear(self, name: str) -> None:
+        self._request("POST", f"{self._object(DICT, name)}/clear")
+
+    @_handles(RegistryApi.queue_put)
+    def _queue_put(
+        self, name: str, partition: str | None, values: Sequence[bytes],
+        partition_ttl: float = DEFAULT_PARTITION_TTL, timeout: float = 0.0,
+    ) -> bool:
+        body = QueuePutRequest(partition=partition, values=list(values),
+                               partition_ttl=partition_ttl,
+                               wait=min(timeout, MAX_WAIT_SECONDS))
+        response = self._post(f"{self._object(QUEUE, name)}/put", body)
+        return QueuePutResponse.model_validate_json(response.content).put
+
+    @_handles(RegistryApi.queue_get)
+    def _queue_get(
+        self, name: str, partition: str | None, n_values: int, timeout: float = 0.0
+    ) -> list[bytes]:
+        body = QueueGetRequest(partition=partition, n_values=n_values,
+                               wait=min(timeout, MAX_WAIT_SECONDS))
+        response = self._post(f"{self._object(QUEUE, name)}/get", body)
+        return QueueValuesResponse.model_validate_json(response.content).values
+
+    @_handles(RegistryApi.queue_len)
+    def _queue_len(self, name: str, partition: str | None, total: bool = False) -> int:
+        params: dict[str, Any] = {"total": total}
+        if partition is not None:
+            params["partition"] = partition
+        response = self._request("GET", f"{self._object(QUEUE, name)}/len", params=params)
+        return CountResponse.model_validate_json(response.content).count
+
+    @_handles(RegistryApi.queue_items)
+    def _queue_items(
+        self, name: str, partition: str | None, after: int, timeout: float = 0.0
+    ) -> list[tuple[int, bytes]]:
+        body = QueueItemsRequest(partition=partition, after=after,
+                                 wait=min(timeout, MAX_WAIT_SECONDS))
+        response = self._post(f"{self._object(QUEUE, name)}/items", body)
+        page = QueueItemsResponse.model_validate_json(response.content)
+        return [(item.position, item.value) for item in page.items]
+
+    @_handles(RegistryApi.queue_clear)
+    def _queue_clear(
+        self, name: str, partition: str | None, all: bool = False  # noqa: A002
+    ) -> None:
+        body = QueueClearRequest(partition=partition, all=all)
+        self._post(f"{self._object(QUEUE, name)}/clear", body)

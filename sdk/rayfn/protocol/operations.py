@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
+from rayfn.protocol.objects import DEFAULT_PARTITION_TTL, ObjectInfo
 from rayfn.protocol.payload import CallOutcome
 from rayfn.protocol.records import (
     CallQuery,
@@ -85,6 +86,49 @@ class RegistryApi(Protocol):
     async def list_calls(self, query: CallQuery) -> list[CallStatus]: ...
     async def stats(self) -> list[FunctionStats]: ...
     async def metrics(self) -> tuple[MetricsSnapshot, list[FunctionStats]]: ...
+
+    # ---- dicts and queues (rayfn.Dict, rayfn.Queue; keys and values pickled) ----
+    async def object_open(
+        self, kind: str, name: str, create_if_missing: bool, ephemeral: bool = False
+    ) -> ObjectInfo:
+        """The Dict or Queue (``kind``) named ``name``, made first with
+        ``create_if_missing``; NotFoundError if there is none."""
+    async def object_delete(self, kind: str, name: str, allow_missing: bool = False) -> None:
+        """Delete the object and all it holds."""
+    async def dict_get(self, name: str, key: bytes) -> bytes | None:
+        """The value under ``key``, or None when there is none."""
+    async def dict_contains(self, name: str, key: bytes) -> bool: ...
+    async def dict_put(
+        self, name: str, items: Sequence[tuple[bytes, bytes]], skip_if_exists: bool = False
+    ) -> int:
+        """Set entries in one transaction (keys present keep their value with
+        ``skip_if_exists``); returns how many were written."""
+    async def dict_pop(self, name: str, key: bytes) -> bytes | None:
+        """Remove the entry and return its value (None: there was none)."""
+    async def dict_len(self, name: str) -> int: ...
+    async def dict_entries(self, name: str, after: bytes | None) -> list[tuple[bytes, bytes]]:
+        """A page of (key, value) in key order after ``after``; empty at the end."""
+    async def dict_clear(self, name: str) -> None: ...
+    async def queue_put(
+        self, name: str, partition: str | None, values: Sequence[bytes],
+        partition_ttl: float = DEFAULT_PARTITION_TTL, timeout: float = 0.0,
+    ) -> bool:
+        """Append the values, waiting up to ``timeout`` (capped) while the partition is
+        full; False if it stayed full."""
+    async def queue_get(
+        self, name: str, partition: str | None, n_values: int, timeout: float = 0.0
+    ) -> list[bytes]:
+        """Remove and return up to ``n_values`` of the oldest values, waiting up to
+        ``timeout`` (capped) for one while there are none."""
+    async def queue_len(self, name: str, partition: str | None, total: bool = False) -> int: ...
+    async def queue_items(
+        self, name: str, partition: str | None, after: int, timeout: float = 0.0
+    ) -> list[tuple[int, bytes]]:
+        """(position, value) of the values after position ``after``, left in place,
+        waiting up to ``timeout`` (capped) for one."""
+    async def queue_clear(
+        self, name: str, partition: str | None, all: bool = False  # noqa: A002
+    ) -> None: ...
 
     # ---- reports from workers ----
     async def attempt_started(self, call_id: str, attempt: int, node_id: str) -> None: ...

@@ -63,4 +63,40 @@ CREATE INDEX IF NOT EXISTS calls_queue ON calls (app, function, state, id);
 CREATE INDEX IF NOT EXISTS calls_expiry ON calls (expires_at) WHERE expired = 0;
 -- ... and Idempotency-Keys past retention
 CREATE INDEX IF NOT EXISTS idempotency_age ON idempotency (created_at);
+-- Dicts and Queues (``rayfn.Dict``, ``rayfn.Queue``), by kind and name
+CREATE TABLE IF NOT EXISTS kv_objects (
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    ephemeral INTEGER NOT NULL,
+    PRIMARY KEY (kind, name)
+) WITHOUT ROWID;
+-- a Dict's entries: keys and values pickled by the SDK, compared as bytes
+CREATE TABLE IF NOT EXISTS dict_entries (
+    dict TEXT NOT NULL,
+    key BLOB NOT NULL,
+    value BLOB NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (dict, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dict_entries_age ON dict_entries (updated_at);
+-- a Queue's partitions ("" is the default one): when each expires, and its next seq
+CREATE TABLE IF NOT EXISTS queue_partitions (
+    queue TEXT NOT NULL,
+    partition TEXT NOT NULL,
+    next_seq INTEGER NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (queue, partition)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS queue_partitions_expiry ON queue_partitions (expires_at);
+-- a partition's items in put order: a get takes the lowest seqs
+CREATE TABLE IF NOT EXISTS queue_items (
+    queue TEXT NOT NULL,
+    partition TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    value BLOB NOT NULL,
+    put_at REAL NOT NULL,
+    PRIMARY KEY (queue, partition, seq)
+) WITHOUT ROWID;
 """
