@@ -23,10 +23,11 @@ from rayfn.cls import Cls, parameter
 from rayfn.function import Function
 from rayfn.image import Image
 from rayfn.options import Retries
+from rayfn.output import enable_output
 from rayfn.partial_function import batched, concurrent, enter, exit, method
 from rayfn.schemas import CallStatus
 from rayfn.states import CallState
-from rayfn.web import asgi_app
+from rayfn.web import asgi_app, fastapi_endpoint, web_endpoint, web_server, wsgi_app
 
 __all__ = [
     "App",
@@ -41,9 +42,14 @@ __all__ = [
     "batched",
     "concurrent",
     "connect",
+    "enable_output",
     "enter",
     "exception",
     "exit",
+    "fastapi_endpoint",
     "method",
     "parameter",
+    "web_endpoint",
+    "web_server",
+    "wsgi_app",
 ]

@@ -18,6 +18,7 @@ from rayfn.protocol.records import (
     DeployedFunction,
     DeployResult,
     MetricsSnapshot,
+    OutputPage,
     RegistryInfo,
     ValuesPage,
 )
@@ -41,8 +42,8 @@ class RegistryApi(Protocol):
     async def deploy(
         self, app: str, functions: Sequence[DeployedFunction], ephemeral: bool = False
     ) -> DeployResult:
-        """Store a new version of ``app`` and serve its web endpoints (unless
-        ``ephemeral``); returns the version and the endpoints' URLs."""
+        """Store a new version of ``app`` and serve its web endpoints (an ``ephemeral``
+        app's too, until it stops); returns the version and the endpoints' URLs."""
     async def stop_app(self, app: str) -> int:
         """Stop ``app``: no new calls, unfinished ones cancelled; returns how many."""
     async def list_apps(self) -> list[AppInfo]: ...
@@ -85,6 +86,12 @@ class RegistryApi(Protocol):
     async def list_calls(self, query: CallQuery) -> list[CallStatus]: ...
     async def stats(self) -> list[FunctionStats]: ...
     async def metrics(self) -> tuple[MetricsSnapshot, list[FunctionStats]]: ...
+
+    # ---- what an app's calls print ----
+    async def app_output(self, app: str, cursor: int, timeout: float) -> OutputPage:
+        """Lines the app's calls printed from ``cursor`` on (0: all kept), waiting up to
+        ``timeout`` (capped) for one; live output only, kept in memory while the app
+        runs (an ephemeral app's from its deploy on)."""
 
     # ---- reports from workers ----
     async def attempt_started(self, call_id: str, attempt: int, node_id: str) -> None: ...
