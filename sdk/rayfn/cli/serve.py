@@ -209,7 +209,15 @@ def run(path: Path, app_ref: str | None, host: str, port: int, reload: bool,
             "reload_dirs": [str(resolved.parent)],
             "reload_includes": [resolved.name],
         }
+    # uvicorn re-raises the SIGTERM it stopped on once it is done, with the handler it
+    # found: this one ends the command by an exception, so the ephemeral app is stopped.
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         uvicorn.run(FACTORY, factory=True, host=host, port=port, log_level="info", **options)
     finally:
         stop_ephemeral(ephemeral)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
