@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from rayfn_service.processes import free_port
+
 from .test_web_endpoints import Cli, _request, _stop_group, _wait_for, serve_process
 
 __all__ = ["serve_process"]  # the fixture, shared with test_web_endpoints
