@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from rayfn_service.processes import free_port
 
@@ -163,6 +164,7 @@ SCRIPT = '''
 import sys
 
 import httpx
+import pytest
 
 import rayfn
 
@@ -191,9 +193,18 @@ print("url after", hello.get_web_url())
 '''
 
 
+@pytest.mark.parametrize("transport", ["ray", "rest"])
 def test_rayfn_run_shows_what_remote_calls_print(
-    rayfn_cli: Cli, tmp_path: Path, unique_app: str
+    rayfn_cli: Cli, tmp_path: Path, unique_app: str, transport: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    if transport == "rest":  # the CLI follows the output through the REST server
+        from rayfn.settings import get_settings
+        from rayfn_service.server_process import server_url
+
+        settings = get_settings()
+        monkeypatch.setenv("RAYFN_SERVER_URL", server_url(settings))
+        monkeypatch.setenv("RAYFN_TOKEN", settings.read_token())
     path = tmp_path / "run_app.py"
     path.write_text(RUN_APP.format(name=unique_app))
     out = rayfn_cli("run", str(path), "--word", "hello").stdout
