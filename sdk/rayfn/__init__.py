@@ -29,6 +29,7 @@ from rayfn.function import Function
 from rayfn.image import Image
 from rayfn.network_file_system import NetworkFileSystem
 from rayfn.options import Retries
+from rayfn.output import enable_output
 from rayfn.partial_function import batched, concurrent, enter, exit, method
 from rayfn.proxy import Proxy
 from rayfn.queue import Queue
@@ -37,7 +38,7 @@ from rayfn.scheduler_placement import SchedulerPlacement
 from rayfn.schemas import CallStatus
 from rayfn.states import CallState
 from rayfn.tunnel import Tunnel, forward
-from rayfn.web import asgi_app
+from rayfn.web import asgi_app, fastapi_endpoint, web_endpoint, web_server, wsgi_app
 
 __version__ = "0.1.0"
 
@@ -56,9 +57,11 @@ __all__ = [
     "batched",
     "concurrent",
     "connect",
+    "enable_output",
     "enter",
     "exception",
     "exit",
+    "fastapi_endpoint",
     "method",
     "parameter",
     # Modal's other public names
@@ -78,4 +81,7 @@ __all__ = [
     "gpu",
     "interact",
     "is_local",
+    "web_endpoint",
+    "web_server",
+    "wsgi_app",
 ]

@@ -25,6 +25,7 @@ from rayfn.experimental import check_not_clustered
 from rayfn.function import Function
 from rayfn.image import Image
 from rayfn.options import FunctionOptions, Retries, check_mounts, check_secret_names
+from rayfn.output import following_output
 from rayfn.partial_function import batching_of, check_batched_signature, concurrency_of
 from rayfn.protocol.ids import new_call_id
 from rayfn.protocol.names import MAX_NAME_LENGTH, validate_name
@@ -345,14 +346,20 @@ class App:
         self._running_name = ephemeral
         try:
             if self.registered_functions or self.registered_classes:
-                client.call(RegistryApi.deploy, ephemeral, self._payload(), True)
+                result = client.call(RegistryApi.deploy, ephemeral, self._payload(), True)
+                # Web endpoints serve on Ray Serve while the block runs.
+                for fn_name, function in self.registered_functions.items():
+                    function._web_url = result.web_urls.get(fn_name)
         except BaseException:
             self._running_name = None
             raise
         try:
-            yield self
+            with following_output(ephemeral):
+                yield self
         finally:
             self._running_name = None
+            for function in self.registered_functions.values():
+                function._web_url = None
             _accepts.settle()
             if self.registered_functions or self.registered_classes:
                 client.call(RegistryApi.stop_app, ephemeral)

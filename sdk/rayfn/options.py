@@ -22,7 +22,12 @@ MAX_CONTAINERS = 10_000
 MAX_CPU = 1024.0
 MAX_GPU = 256.0
 MAX_MEMORY_MIB = 16 * 1024 * 1024  # 16 TiB
-WEB_ENDPOINT_KINDS = ("asgi",)
+# What a web endpoint function is (Modal's decorators): returns an ASGI app
+# (@asgi_app), is the handler of one route (@fastapi_endpoint), returns a WSGI app
+# (@wsgi_app), or starts a server on a port (@web_server).
+WEB_ENDPOINT_KINDS = ("asgi", "fastapi", "wsgi", "web_server")
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+MAX_STARTUP_TIMEOUT = 3600.0
 # Modal's bounds for @concurrent and @batched, and for scaledown_window (seconds).
 MAX_INPUTS = 1000
 MAX_BATCH_SIZE = 1000
@@ -83,14 +88,21 @@ class Retries:
 
 @dataclasses.dataclass(frozen=True)
 class WebEndpoint:
-    """Marks a function as a web endpoint: it returns an app that is served over HTTP.
+    """Marks a function as a web endpoint, served over HTTP.
 
-    ``kind`` is what the function returns (``"asgi"``: an ASGI app such as FastAPI);
-    ``label`` names its URL path instead of the function's name.
+    ``kind`` is what the function is (see ``WEB_ENDPOINT_KINDS``); ``label`` names its URL
+    path instead of the function's name. ``method`` and ``docs`` are a ``fastapi``
+    endpoint's route method and whether it serves ``/docs``; ``port`` and
+    ``startup_timeout`` are where a ``web_server`` function's server listens and how long
+    it may take to accept connections.
     """
 
     kind: str = "asgi"
     label: str | None = None
+    method: str = "GET"
+    docs: bool = False
+    port: int | None = None
+    startup_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         if self.kind not in WEB_ENDPOINT_KINDS:
@@ -101,6 +113,20 @@ class WebEndpoint:
             raise InvalidError(
                 f"label must be 1-63 lowercase letters, digits and dashes, not {self.label!r}"
             )
+        if self.method not in HTTP_METHODS:
+            raise InvalidError(f"method must be one of {', '.join(HTTP_METHODS)}, "
+                               f"not {self.method!r}")
+        if not isinstance(self.docs, bool):
+            raise InvalidError(f"docs must be True or False, not {self.docs!r}")
+        if self.kind == "web_server":
+            if isinstance(self.port, bool) or not isinstance(self.port, int) \
+                    or not 1 <= self.port <= 65535:
+                raise InvalidError(f"port must be a port number (1-65535), not {self.port!r}")
+            _check_range("startup_timeout", self.startup_timeout, 0.0, MAX_STARTUP_TIMEOUT)
+            if self.startup_timeout <= 0:
+                raise InvalidError("startup_timeout must be more than 0 seconds")
+        elif self.port is not None:
+            raise InvalidError("port is for @rayfn.web_server()")
 
 
 @dataclasses.dataclass(frozen=True)

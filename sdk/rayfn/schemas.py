@@ -368,3 +368,19 @@ class ChildrenResponse(BaseModel):
     """The calls a call's code spawned, oldest first."""
 
     calls: list[CallStatus]
+
+
+class OutputLineModel(BaseModel):
+    """One line a call of an app printed."""
+
+    function: str
+    call_id: str
+    text: str
+
+
+class AppOutputResponse(BaseModel):
+    """Lines an app's calls printed since ``cursor`` was asked for, and the cursor to ask
+    from next."""
+
+    lines: list[OutputLineModel]
+    cursor: int

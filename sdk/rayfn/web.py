@@ -1,9 +1,15 @@
-"""Web endpoints: functions that return an ASGI app (FastAPI, Starlette, ...) to serve.
+"""Web endpoints: functions served over HTTP, Modal's four kinds.
 
-``@rayfn.asgi_app()`` under ``@app.function()`` marks the function; ``rayfn serve FILE``
-serves the app on this machine (reloading when the file changes) and ``rayfn deploy FILE``
-runs it on the cluster with Ray Serve. Such a function is served, never called with
-``spawn``/``remote``.
+Under ``@app.function()``: ``@rayfn.asgi_app()`` marks a function that returns an ASGI
+app (FastAPI, Starlette, ...); ``@rayfn.fastapi_endpoint()`` (old name
+``@rayfn.web_endpoint()``) makes the function itself the one route of a FastAPI app;
+``@rayfn.wsgi_app()`` marks a function that returns a WSGI app (Flask, Django), served
+through an ASGI adapter; ``@rayfn.web_server(port)`` marks a function that starts a server
+on ``port``, which the endpoint forwards requests to (``rayfn.web_proxy``).
+
+``rayfn serve FILE`` serves them on this machine (reloading when the file changes),
+``rayfn deploy FILE`` and ``with app.run():`` on the cluster with Ray Serve. Such a
+function is served, never called with ``spawn``/``remote``.
 """
 
 from __future__ import annotations
@@ -23,12 +29,17 @@ import cloudpickle
 from rayfn.exception import ExecutionError, InvalidError, SerializationError
 from rayfn.function import Function
 from rayfn.options import WebEndpoint
+from rayfn.web_proxy import ServerProxy
 
 if TYPE_CHECKING:
     from rayfn.app import App
 
 __all__ = [
     "asgi_app",
+    "fastapi_endpoint",
+    "web_endpoint",
+    "web_server",
+    "wsgi_app",
     "web_endpoints",
     "endpoint_routes",
     "build_asgi_app",
@@ -61,35 +72,106 @@ def asgi_app(
     ``label`` names the endpoint's URL path (default: the function's name, used when an
     app has several endpoints).
     """
-    if _warn_parentheses_missing is not None:
-        raise InvalidError("use @rayfn.asgi_app() with parentheses")
+    return _marker("asgi_app", _warn_parentheses_missing, custom_domains,
+                   requires_proxy_auth, WebEndpoint(kind="asgi", label=label))
+
+
+def fastapi_endpoint(
+    _warn_parentheses_missing: object = None,
+    *,
+    method: str = "GET",
+    label: str | None = None,
+    docs: bool = False,
+    custom_domains: object = None,
+    requires_proxy_auth: bool = False,
+) -> Callable[[F], F]:
+    """Make the function the handler of a one-route FastAPI app: ``/``, with ``method``.
+
+    FastAPI reads the query parameters and the JSON body from its signature, as in
+    Modal; ``docs=True`` also serves ``/docs``. It may be ``async def``.
+    """
+    return _marker("fastapi_endpoint", _warn_parentheses_missing, custom_domains,
+                   requires_proxy_auth,
+                   WebEndpoint(kind="fastapi", label=label, method=str(method).upper(),
+                               docs=docs))
+
+
+def web_endpoint(
+    _warn_parentheses_missing: object = None,
+    *,
+    method: str = "GET",
+    label: str | None = None,
+    docs: bool = False,
+    custom_domains: object = None,
+    requires_proxy_auth: bool = False,
+) -> Callable[[F], F]:
+    """Modal's old name of :func:`fastapi_endpoint`."""
+    return fastapi_endpoint(_warn_parentheses_missing, method=method, label=label,
+                            docs=docs, custom_domains=custom_domains,
+                            requires_proxy_auth=requires_proxy_auth)
+
+
+def wsgi_app(
+    _warn_parentheses_missing: object = None,
+    *,
+    label: str | None = None,
+    custom_domains: object = None,
+    requires_proxy_auth: bool = False,
+) -> Callable[[F], F]:
+    """Mark a function as a web endpoint that returns a WSGI app (Flask, Django, ...)."""
+    return _marker("wsgi_app", _warn_parentheses_missing, custom_domains,
+                   requires_proxy_auth, WebEndpoint(kind="wsgi", label=label))
+
+
+def web_server(
+    port: int,
+    *,
+    startup_timeout: float = 5.0,
+    label: str | None = None,
+    custom_domains: object = None,
+    requires_proxy_auth: bool = False,
+) -> Callable[[F], F]:
+    """Mark a function that starts a server listening on ``port`` (a thread, or a
+    subprocess it leaves running); the endpoint forwards HTTP to it once the port accepts
+    connections, within ``startup_timeout`` seconds."""
+    return _marker("web_server", None, custom_domains, requires_proxy_auth,
+                   WebEndpoint(kind="web_server", label=label, port=port,
+                               startup_timeout=startup_timeout))
+
+
+def _marker(
+    decorator: str, parentheses_missing: object, custom_domains: object,
+    requires_proxy_auth: bool, endpoint: WebEndpoint,
+) -> Callable[[F], F]:
+    if parentheses_missing is not None:
+        raise InvalidError(f"use @rayfn.{decorator}() with parentheses")
     if custom_domains:
         raise InvalidError("custom_domains is not supported by rayfn")
     if requires_proxy_auth:
         raise InvalidError("requires_proxy_auth is not supported by rayfn")
-    endpoint = WebEndpoint(kind="asgi", label=label)
 
     def mark(fn: F) -> F:
         if isinstance(fn, Function):
             # Applied above @app.function(): mark the Function itself.
-            _check_factory(fn.get_raw_f())
+            _check_factory(fn.get_raw_f(), endpoint, decorator)
             fn.options = dataclasses.replace(fn.options, web_endpoint=endpoint)
             return fn
-        _check_factory(fn)
+        _check_factory(fn, endpoint, decorator)
         setattr(fn, WEB_ENDPOINT_ATTR, endpoint)
         return fn
 
     return mark
 
 
-def _check_factory(fn: object) -> None:
+def _check_factory(fn: object, endpoint: WebEndpoint, decorator: str) -> None:
     if not callable(fn):
-        raise InvalidError(f"@rayfn.asgi_app() decorates functions, not {fn!r}")
+        raise InvalidError(f"@rayfn.{decorator}() decorates functions, not {fn!r}")
+    if endpoint.kind == "fastapi":
+        return  # the handler itself: FastAPI takes its parameters, sync or async
+    name = getattr(fn, "__name__", fn)
     if inspect.iscoroutinefunction(fn):
-        raise InvalidError(
-            f"{getattr(fn, '__name__', fn)}: an @asgi_app() function must be a plain `def` "
-            "that returns the app, not `async def`"
-        )
+        raise InvalidError(f"{name}: an @{decorator}() function must be a plain `def`, "
+                           "not `async def`")
     try:
         parameters = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
@@ -100,10 +182,8 @@ def _check_factory(fn: object) -> None:
         if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
     ]
     if required:
-        raise InvalidError(
-            f"{getattr(fn, '__name__', fn)}: an @asgi_app() function takes no arguments "
-            f"(it has {', '.join(required)})"
-        )
+        raise InvalidError(f"{name}: an @{decorator}() function takes no arguments "
+                           f"(it has {', '.join(required)})")
 
 
 def web_endpoint_of(fn: object) -> WebEndpoint | None:
@@ -139,26 +219,75 @@ def endpoint_routes(endpoints: Mapping[str, WebEndpoint | None]) -> dict[str, st
     return routes
 
 
-def build_asgi_app(factory: Callable[[], Any], name: str) -> Any:
-    """Call an ``@asgi_app()`` function and check that it returned an ASGI app."""
-    asgi = factory()
-    if inspect.isawaitable(asgi):
-        raise InvalidError(f"web endpoint {name!r} must return an ASGI app, not an awaitable")
-    if asgi is None or not callable(asgi):
-        raise InvalidError(f"web endpoint {name!r} must return an ASGI app, not {asgi!r}")
-    return asgi
+def build_asgi_app(factory: Callable[..., Any], name: str,
+                   endpoint: WebEndpoint | None = None) -> Any:
+    """The ASGI app that serves a web endpoint of any kind (``asgi`` when ``endpoint`` is
+    None): what an ``@asgi_app()`` function returns, checked; a FastAPI app around an
+    ``@fastapi_endpoint()``; a WSGI app behind an adapter; a proxy to a web server."""
+    kind = endpoint.kind if endpoint is not None else "asgi"
+    if kind == "fastapi":
+        assert endpoint is not None
+        return _fastapi_app(factory, endpoint)
+    if kind == "web_server":
+        from rayfn.web_proxy import start_web_server
+
+        assert endpoint is not None and endpoint.port is not None
+        return start_web_server(factory, endpoint.port, endpoint.startup_timeout, name)
+    made = factory()
+    what = "a WSGI app" if kind == "wsgi" else "an ASGI app"
+    if inspect.isawaitable(made):
+        raise InvalidError(f"web endpoint {name!r} must return {what}, not an awaitable")
+    if made is None or not callable(made):
+        raise InvalidError(f"web endpoint {name!r} must return {what}, not {made!r}")
+    if kind == "wsgi":
+        from a2wsgi import WSGIMiddleware
+
+        return WSGIMiddleware(made)
+    return made
 
 
-def local_app(app: App) -> tuple[Any, dict[str, str]]:
-    """One ASGI app serving all of ``app``'s web endpoints here, and each one's path."""
+def _fastapi_app(handler: Callable[..., Any], endpoint: WebEndpoint) -> Any:
+    """One route, ``/``, answered by ``handler`` (FastAPI reads its parameters)."""
+    from fastapi import FastAPI
+
+    app = FastAPI(docs_url="/docs" if endpoint.docs else None, redoc_url=None,
+                  openapi_url="/openapi.json" if endpoint.docs else None)
+    app.add_api_route("/", handler, methods=[endpoint.method])
+    return _RootSlash(app)
+
+
+class _RootSlash:
+    """Answers the endpoint's own URL (no trailing slash: what ``get_web_url`` gives, a
+    Serve route prefix) as ``/`` instead of redirecting there, as Modal does."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            root = str(scope.get("root_path") or "")
+            path = str(scope.get("path") or "")
+            if path in ("", root):
+                scope = {**scope, "path": root + "/", "raw_path": (root + "/").encode()}
+        await self.app(scope, receive, send)
+
+
+def local_app(app: App, base_url: str | None = None) -> tuple[Any, dict[str, str]]:
+    """One ASGI app serving all of ``app``'s web endpoints here, and each one's path;
+    with ``base_url`` (where it is served), each endpoint's ``get_web_url()`` gives its
+    URL there."""
     endpoints = web_endpoints(app)
     if not endpoints:
         raise InvalidError(
             f"app {app.name!r} has no web endpoints (functions decorated with "
-            "@rayfn.asgi_app())"
+            "@rayfn.asgi_app(), fastapi_endpoint(), wsgi_app() or web_server())"
         )
     routes = endpoint_routes({n: f.options.web_endpoint for n, f in endpoints.items()})
-    apps = {n: build_asgi_app(f.get_raw_f(), n) for n, f in endpoints.items()}
+    if base_url is not None:
+        for n, f in endpoints.items():
+            f._web_url = base_url + routes[n]
+    apps = {n: build_asgi_app(f.get_raw_f(), n, f.options.web_endpoint)
+            for n, f in endpoints.items()}
     if len(apps) == 1:
         return next(iter(apps.values())), routes
     return _mount(apps, routes), routes
@@ -173,9 +302,12 @@ def _mount(apps: dict[str, Any], routes: dict[str, str]) -> Any:
     async def lifespan(_: Any) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             for sub in apps.values():
-                context = getattr(getattr(sub, "router", None), "lifespan_context", None)
+                inner = getattr(sub, "app", sub)  # a FastAPI app behind _RootSlash
+                context = getattr(getattr(inner, "router", None), "lifespan_context", None)
                 if context is not None:
-                    await stack.enter_async_context(context(sub))
+                    await stack.enter_async_context(context(inner))
+                if isinstance(sub, ServerProxy):  # stops the servers it started
+                    stack.push_async_callback(sub.close)
             yield
 
     return Starlette(

@@ -78,8 +78,12 @@ class Dispatcher:
         on_finished: Callable[[str], None],
         capacity: Callable[[], Capacity] = Capacity,
         system_retries: int = 3,
+        on_output: Callable[[Claim, str, str, bool], None] | None = None,
     ) -> None:
         self._store = store
+        # (claim, output as last reported, output now, whether the attempt ended): the
+        # registry follows what an app's calls print (app_output.py).
+        self._on_output = on_output
         self._commit = commit
         self._catalog = catalog
         self._default_window = default_window
@@ -164,7 +168,9 @@ class Dispatcher:
 
     def attempt_output(self, call_id: str, attempt_number: int, text: str) -> None:
         if attempt := self._running_attempt(call_id, attempt_number):
-            attempt.output = text
+            before, attempt.output = attempt.output, text
+            if self._on_output is not None:
+                self._on_output(attempt.claim, before, text, False)
 
     def live_log(self, call_id: str) -> str:
         """What the call's running attempt printed so far, as its log will show it."""
@@ -450,6 +456,9 @@ class Dispatcher:
         requeued: list[Claim] = []
         for attempt, end in zip(batch.attempts, ends, strict=True):
             claim = attempt.claim
+            if self._on_output is not None:
+                final = end.outcome.output if isinstance(end, Returned) else attempt.output
+                self._on_output(claim, attempt.output, final, True)
             decision = settle(end, call_so_far(claim, batch.function), now)
             if isinstance(decision, Succeed):
                 succeeded.append((claim, decision))

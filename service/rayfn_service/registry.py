@@ -36,6 +36,7 @@ from rayfn.protocol.records import (
     DeployedFunction,
     DeployResult,
     MetricsSnapshot,
+    OutputPage,
     RegistryAddress,
     RegistryInfo,
     ValuesPage,
@@ -45,6 +46,7 @@ from rayfn.schemas import AppInfo, CallLogs, CallStatus, FunctionInfo, FunctionS
 from rayfn.settings import Settings
 from rayfn_service import web
 from rayfn_service.admission import check_calls, check_spawnable, check_wait
+from rayfn_service.app_output import AppOutput
 from rayfn_service.capacity import CapacityMonitor, shape_of
 from rayfn_service.catalog import Catalog, RuntimeFunction, checked
 from rayfn_service.dispatch import Dispatcher
@@ -105,6 +107,7 @@ class Registry:
         _run_at_normal_priority()
         self._settings = Settings.model_validate_json(settings_json)
         self._waiters = Waiters()  # requests waiting for calls to end, or for values
+        self._app_output = AppOutput(self._waiters.nudged)  # what apps' calls print
         self._pings = 0
         self._capacity = CapacityMonitor()
         self._started_at = time.time()
@@ -142,6 +145,8 @@ class Registry:
             on_finished=self._waiters.ended,
             capacity=lambda: self._capacity.current,
             system_retries=self._settings.system_retries,
+            on_output=lambda claim, before, after, final: self._app_output.progress(
+                claim.app, claim.function, claim.id, before, after, final),
         )
         self._objects = Objects(self._store, self._commit, self._waiters, self._settings)
         await self._capacity.refresh()  # before dispatching: calls no node can run fail
@@ -213,9 +218,11 @@ class Registry:
         self._dispatcher.warm()
         self._request_min_containers()
         logger.info("deployed %s version %d (%d functions)", app, version, len(functions))
+        if ephemeral:
+            self._app_output.open(app)  # `rayfn run` follows what its calls print
         endpoints = [f for f in functions if has_web_endpoint(f.options)]
         urls: dict[str, str] = {}
-        if not ephemeral and (endpoints or served_before):
+        if endpoints or served_before:  # ephemeral apps (``with app.run()``) too
             urls = await web.in_worker(web.sync_task, app, endpoints, self._settings,
                                     served_before)
         return DeployResult(version, urls)
@@ -245,6 +252,7 @@ class Registry:
             self._waiters.ended(record.id)
         self._catalog.refresh_current()
         self._catalog.forget_app(app)
+        self._app_output.close(app)
         self._request_min_containers()
         return cancelled
 
@@ -533,6 +541,24 @@ class Registry:
         """Called by a worker whose attempt ignored its timeout (see executor)."""
         if self._store_problem is None:
             self._dispatcher.attempt_stuck(call_id, attempt)
+
+    # ---- what an app's calls print ------------------------------------------------
+
+    @_needs_store
+    async def app_output(self, app: str, cursor: int, timeout: float) -> OutputPage:
+        validate_name("app", app)
+        if isinstance(cursor, bool) or not isinstance(cursor, int) or cursor < 0:
+            raise InvalidError(f"cursor must be an integer >= 0, not {cursor!r}")
+        timeout = min(check_wait(timeout), self._settings.wait_chunk_seconds)
+        if not self._app_output.is_open(app):
+            if not self._app_live(app):
+                raise NotFoundError(f"no deployed app named {app!r}")
+            self._app_output.open(app)
+        with self._waiters.listening([AppOutput.key(app)]) as waiter:  # before looking
+            page = self._app_output.page(app, cursor)
+            if not page.lines and timeout > 0 and await self._waiters.park(waiter, timeout):
+                page = self._app_output.page(app, page.cursor)
+        return page
 
     async def secret_values(self, names: list[str]) -> dict[str, str]:
         """The values of the named secrets, merged in order, for a call's process."""

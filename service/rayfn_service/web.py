@@ -1,13 +1,13 @@
 """Deployed web endpoints, run by Ray Serve.
 
-When an app is deployed (``rayfn deploy``, ``App.deploy``, ``POST /v1/apps/{app}``), the
-registry commits the new version, then runs :func:`sync_task` as a Ray task of its own
-to make Serve match it; stopping the app runs :func:`remove_task`. The registry actor
-itself never imports Serve (slow to import) nor unpickles an endpoint's code: the task
-does, in a worker.
+When an app is deployed (``rayfn deploy``, ``App.deploy``, ``POST /v1/apps/{app}``, and
+``App.run`` for its ephemeral app), the registry commits the new version, then runs
+:func:`sync_task` as a Ray task of its own to make Serve match it; stopping the app runs
+:func:`remove_task`. The registry actor itself never imports Serve (slow to import) nor
+unpickles an endpoint's code: the task does, in a worker.
 
 Each endpoint is one Serve application named ``rayfn:<namespace>:<app>:<function>``
-whose ingress deployment loads the ``@asgi_app()`` function (running the user's file
+whose ingress deployment loads the endpoint's function (running the user's file
 anew, see ``rayfn.web.EndpointCode``), calls it once per replica and serves the ASGI app
 it returns, at ``/<app>`` (an app's only endpoint) or ``/<app>/<label or function>``,
 behind Serve's HTTP proxy on ``127.0.0.1:RAYFN_RAY_SERVE_PORT``. The replica runs in the
@@ -27,7 +27,7 @@ import cloudpickle
 import ray
 
 from rayfn.exception import ExecutionError
-from rayfn.options import FunctionOptions
+from rayfn.options import FunctionOptions, WebEndpoint
 from rayfn.protocol.records import DeployedFunction
 from rayfn.runtime import enter_cluster
 from rayfn.settings import Settings
@@ -64,13 +64,15 @@ _REPLICA_ENV_VARS = {"RAY_WARN_BLOCKING_GET_INSIDE_ASYNC": "0"}
 class WebEndpointReplica:
     """One replica of a deployed web endpoint (made a Serve ingress in ``_deployment``)."""
 
-    def __init__(self, code: EndpointCode, namespace: str) -> None:
+    def __init__(self, code: EndpointCode, namespace: str,
+                 endpoint: WebEndpoint | None = None) -> None:
         enter_cluster(namespace)  # rayfn calls go to the deploying registry
         self._code = code
+        self._endpoint = endpoint
         self._factory = code.load()
 
     def __serve_build_asgi_app__(self) -> Any:
-        return build_asgi_app(self._factory, self._code.function)
+        return build_asgi_app(self._factory, self._code.function, self._endpoint)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,7 +205,8 @@ def deploy_endpoints(
         deployment = _deployment(name, endpoint.options, runtime_env)
         try:
             serve.run(
-                deployment.bind(endpoint.code, settings.namespace),
+                deployment.bind(endpoint.code, settings.namespace,
+                                endpoint.options.web_endpoint),
                 name=serve_app_name(app, name, settings),
                 route_prefix=route_prefix,
                 blocking=False,

@@ -147,8 +147,12 @@ def test_unsupported_modal_options_are_rejected(kwargs: dict[str, Any]) -> None:
 def test_web_endpoint_options_round_trip_through_json() -> None:
     options = FunctionOptions.build(timeout=60, web_endpoint=WebEndpoint(label="api"))
     data = json.loads(json.dumps(options.to_dict()))
-    assert data["web_endpoint"] == {"kind": "asgi", "label": "api"}
+    assert data["web_endpoint"] == {"kind": "asgi", "label": "api", "method": "GET",
+                                    "docs": False, "port": None, "startup_timeout": 5.0}
     assert FunctionOptions.from_dict(data) == options
+    # Stored before the other kinds existed: only kind and label.
+    assert FunctionOptions.from_dict({**data, "web_endpoint": {"kind": "asgi",
+                                                               "label": "api"}}) == options
 
 
 def test_options_stored_before_web_endpoints_still_load() -> None:

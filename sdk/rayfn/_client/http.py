@@ -52,12 +52,20 @@ from rayfn.protocol.objects import (
 )
 from rayfn.protocol.operations import Operation, RegistryApi, operation_name
 from rayfn.protocol.payload import CallOutcome
-from rayfn.protocol.records import CallQuery, DeployedFunction, DeployResult, ValuesPage
+from rayfn.protocol.records import (
+    CallQuery,
+    DeployedFunction,
+    DeployResult,
+    OutputLine,
+    OutputPage,
+    ValuesPage,
+)
 from rayfn.protocol.retry import Transient, retry
 from rayfn.protocol.variants import validate_target
 from rayfn.schemas import (
     AppInfo,
     AppList,
+    AppOutputResponse,
     BatchSpawnResponse,
     CallList,
     CallLogs,
@@ -315,6 +323,14 @@ class HttpClient:
                                  params={"start": start, "wait": min(timeout, MAX_WAIT_SECONDS)})
         page = ValuesResponse.model_validate_json(response.content)
         return ValuesPage(page.start, tuple(page.values), page.done)
+
+    @_handles(RegistryApi.app_output)
+    def _app_output(self, app: str, cursor: int, timeout: float) -> OutputPage:
+        response = self._request("GET", f"{_app(app)}/output",
+                                 params={"cursor": cursor, "wait": min(timeout, MAX_WAIT_SECONDS)})
+        page = AppOutputResponse.model_validate_json(response.content)
+        return OutputPage(tuple(OutputLine(line.function, line.call_id, line.text)
+                                for line in page.lines), page.cursor)
 
     @_handles(RegistryApi.children)
     def _children(self, call_id: str) -> list[CallStatus]:

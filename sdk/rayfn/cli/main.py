@@ -188,10 +188,11 @@ def deploy(ref: str, name: str | None) -> None:
               help="Restart the server when FILE changes.")
 @friendly_errors
 def serve(ref: str, host: str, port: int | None, reload: bool) -> None:
-    """Serve the web endpoints (@rayfn.asgi_app()) of the App in FILE[::APP] here.
+    """Serve the web endpoints of the App in FILE[::APP] here.
 
-    One endpoint is served at /, several at /<label or function name>. Endpoint code
-    calls deployed functions as any rayfn client does.
+    One endpoint is served at /, several at /<label or function name>. The app's other
+    functions run meanwhile as an ephemeral app (redeployed on each reload, stopped on
+    exit), so the endpoints' calls of them need no deploy.
     """
     from rayfn.cli import serve as serving
     from rayfn.cli.loader import find_app, import_file, split_ref
@@ -203,7 +204,8 @@ def serve(ref: str, host: str, port: int | None, reload: bool) -> None:
     if not endpoints:
         raise InvalidError(
             f"app {app.name!r} in {path} has no web endpoints "
-            "(functions decorated with @rayfn.asgi_app())"
+            "(functions decorated with @rayfn.asgi_app(), fastapi_endpoint(), wsgi_app() "
+            "or web_server())"
         )
     routes = endpoint_routes({n: f.options.web_endpoint for n, f in endpoints.items()})
     port = port or get_settings().serve_port
@@ -217,7 +219,7 @@ def serve(ref: str, host: str, port: int | None, reload: bool) -> None:
     if reload:
         say(f"reloading when {path} changes; Ctrl-C stops")
     sys.stdout.flush()
-    serving.run(path, app_ref, host, port, reload)
+    serving.run(path, app_ref, host, port, reload, app.name)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -233,6 +235,7 @@ def run(ctx: click.Context, ref: str) -> None:
     from rayfn.app import LocalEntrypoint
     from rayfn.cli.flags import command_for
     from rayfn.cli.loader import find_runnable, import_file, split_ref
+    from rayfn.output import enable_output
 
     path, name = split_ref(ref)
     target = find_runnable(import_file(path), path, name)
@@ -257,7 +260,8 @@ def run(ctx: click.Context, ref: str) -> None:
 
     command = command_for(fn, getattr(target, "name", "run"), invoke)
     try:
-        command.main(args=ctx.args, prog_name=f"rayfn run {ref}", standalone_mode=False)
+        with enable_output():  # what the app's calls print is shown here, as Modal does
+            command.main(args=ctx.args, prog_name=f"rayfn run {ref}", standalone_mode=False)
     except click.UsageError as exc:
         _fail(exc.format_message())
 

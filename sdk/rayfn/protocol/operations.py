@@ -19,6 +19,7 @@ from rayfn.protocol.records import (
     DeployedFunction,
     DeployResult,
     MetricsSnapshot,
+    OutputPage,
     RegistryInfo,
     ValuesPage,
 )
@@ -42,8 +43,8 @@ class RegistryApi(Protocol):
     async def deploy(
         self, app: str, functions: Sequence[DeployedFunction], ephemeral: bool = False
     ) -> DeployResult:
-        """Store a new version of ``app`` and serve its web endpoints (unless
-        ``ephemeral``); returns the version and the endpoints' URLs."""
+        """Store a new version of ``app`` and serve its web endpoints (an ``ephemeral``
+        app's too, until it stops); returns the version and the endpoints' URLs."""
     async def stop_app(self, app: str) -> int:
         """Stop ``app``: no new calls, unfinished ones cancelled; returns how many."""
     async def list_apps(self) -> list[AppInfo]: ...
@@ -129,6 +130,11 @@ class RegistryApi(Protocol):
     async def queue_clear(
         self, name: str, partition: str | None, all: bool = False  # noqa: A002
     ) -> None: ...
+    # ---- what an app's calls print ----
+    async def app_output(self, app: str, cursor: int, timeout: float) -> OutputPage:
+        """Lines the app's calls printed from ``cursor`` on (0: all kept), waiting up to
+        ``timeout`` (capped) for one; live output only, kept in memory while the app
+        runs (an ephemeral app's from its deploy on)."""
 
     # ---- reports from workers ----
     async def attempt_started(self, call_id: str, attempt: int, node_id: str) -> None: ...

@@ -229,3 +229,20 @@ class RegistryInfo(TypedDict):
     store_problem: str | None  # why the store cannot be opened now
     waiting: int  # requests waiting for calls to end now
     pings: int  # this one included
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OutputLine:
+    """One line a call of an app printed (``text`` ends with a newline)."""
+
+    function: str
+    call_id: str
+    text: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OutputPage:
+    """Lines an app's calls printed since a cursor, and the cursor to ask from next."""
+
+    lines: tuple[OutputLine, ...]
+    cursor: int
