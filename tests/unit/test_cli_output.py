@@ -89,7 +89,7 @@ def test_serve_command_prints_the_warning_to_stderr(
     monkeypatch.setattr(sys, "path", list(sys.path))  # the loader adds the file's folder
     served: list[tuple[str, int]] = []
     monkeypatch.setattr(serving, "check_port_free", lambda host, port: None)
-    monkeypatch.setattr(serving, "run", lambda path, ref, host, port, reload:
+    monkeypatch.setattr(serving, "run", lambda path, ref, host, port, reload, *rest:
                         served.append((host, port)))
     try:
         exposed = CliRunner().invoke(cli, ["serve", str(app_file), "--host", "0.0.0.0",
