@@ -24,6 +24,7 @@ from rayfn.function import Function
 from rayfn.image import Image
 from rayfn.options import Retries
 from rayfn.partial_function import batched, concurrent, enter, exit, method
+from rayfn.schedule import Cron, Period
 from rayfn.schemas import CallStatus
 from rayfn.states import CallState
 from rayfn.web import asgi_app
@@ -33,9 +34,11 @@ __all__ = [
     "CallState",
     "CallStatus",
     "Cls",
+    "Cron",
     "Function",
     "FunctionCall",
     "Image",
+    "Period",
     "Retries",
     "asgi_app",
     "batched",

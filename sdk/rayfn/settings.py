@@ -63,6 +63,10 @@ start_server        whether ``rayfn start`` also starts the REST server.
 volume_root         the directory every node shares that holds the volumes, one folder
                     each (default ``<state_dir>/volumes``; on a cluster, the shared
                     filesystem the nodes mount, see cluster/README.md).
+schedule_poll_seconds  how often the registry looks for schedules that are due (0.5 s).
+schedule_catch_up   missed times of one schedule fired when the registry comes back
+                    after being down (3): the latest ones, each once; older missed times
+                    are skipped, logged and counted (see docs/schedules.md).
 """
 
 from __future__ import annotations
@@ -114,6 +118,8 @@ class Settings(BaseSettings):
     server_max_waiters: int = Field(default=1000, ge=1)
     start_server: bool = True
     volume_root: Path | None = None
+    schedule_poll_seconds: float = Field(default=0.5, gt=0)
+    schedule_catch_up: int = Field(default=3, ge=1)
 
     @property
     def volumes_path(self) -> Path:

@@ -63,4 +63,16 @@ CREATE INDEX IF NOT EXISTS calls_queue ON calls (app, function, state, id);
 CREATE INDEX IF NOT EXISTS calls_expiry ON calls (expires_at) WHERE expired = 0;
 -- ... and Idempotency-Keys past retention
 CREATE INDEX IF NOT EXISTS idempotency_age ON idempotency (created_at);
+-- a deployed function's schedule (rayfn.Period, rayfn.Cron) and when it fires next
+CREATE TABLE IF NOT EXISTS schedules (
+    app TEXT NOT NULL,
+    function TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    spec TEXT NOT NULL,
+    next_fire REAL NOT NULL,
+    last_fire REAL,
+    skipped INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (app, function)
+);
+CREATE INDEX IF NOT EXISTS schedules_due ON schedules (next_fire);
 """
