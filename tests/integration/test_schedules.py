@@ -129,3 +129,30 @@ def test_app_run_fires_while_the_block_lasts(unique_app: str) -> None:
     after = {f: len(calls_of(running, f)) for f in ("every_second", "every_other_second")}
     time.sleep(4)
     assert {f: len(calls_of(running, f)) for f in after} == after
+
+
+def test_schedule_is_shown_over_ray_and_rest(transport: str, unique_app: str) -> None:
+    app = rayfn.App(unique_app)
+
+    @app.function(schedule=rayfn.Cron("0 9 * * *", timezone="Europe/Berlin"))
+    def daily() -> None:
+        pass
+
+    @app.function()
+    def plain() -> None:
+        pass
+
+    app.deploy()
+    try:
+        info = schedule_of(unique_app, "daily")
+        assert info is not None and info.function == "daily"
+        assert info.schedule == "Cron('0 9 * * *', timezone='Europe/Berlin')"
+        assert info.next_fire == rayfn.Cron("0 9 * * *", "Europe/Berlin").next_after(
+            info.next_fire - 86400)  # a 09:00 in Berlin
+        assert info.last_fire is None and info.skipped == 0
+        assert schedule_of(unique_app, "plain") is None
+        (listed,) = [a for a in get_client().call(RegistryApi.list_apps)
+                     if a.name == unique_app]
+        assert listed.schedules == [info]
+    finally:
+        app.stop()

@@ -348,3 +348,13 @@ def test_restart_after_downtime_catches_up_the_latest_times(db_path: Path) -> No
 def test_log_line_names_the_slot() -> None:
     line = scheduled_log_line(T0 + 0.25)
     assert line.endswith(f"(slot {T0 + 0.25!r})\n") and "2023-11-14T22:13:20.25" in line
+
+
+def test_cli_shows_the_next_run() -> None:
+    from rayfn.cli.schedules import next_runs
+    from rayfn.schemas import ScheduleInfo
+
+    assert next_runs([]) == ""
+    shown = next_runs([ScheduleInfo(function="tick", schedule="Period(seconds=2)",
+                                    next_fire=T0, skipped=2)])
+    assert shown.startswith("tick at 2023-11-1") and shown.endswith("(2 skipped)")
