@@ -21,7 +21,7 @@ from rayfn.protocol.payload import CallOutcome, ErrorInfo
 from rayfn.settings import get_settings
 from rayfn.states import CallState
 
-__all__ = ["CallStatus", "CallLogs", "AppInfo", "FunctionInfo", "FunctionStats"]
+__all__ = ["CallStatus", "CallLogs", "AppInfo", "FunctionInfo", "FunctionStats", "ScheduleInfo"]
 
 
 def json_depth(value: object, limit: int) -> int:
@@ -83,6 +83,19 @@ class CallStatus(BaseModel):
         return data
 
 
+class ScheduleInfo(BaseModel):
+    """A scheduled function's schedule and its times (Unix seconds): the next one, the
+    latest fired, and how many were skipped (missed while the registry was down)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    function: str
+    schedule: str  # as written, e.g. "Period(seconds=60)" or "Cron('0 * * * *', ...)"
+    next_fire: float
+    last_fire: float | None = None
+    skipped: int = 0
+
+
 class FunctionInfo(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -90,6 +103,7 @@ class FunctionInfo(BaseModel):
     name: str
     version: int
     options: dict[str, Any]
+    schedule: ScheduleInfo | None = None
 
 
 class CallLogs(BaseModel):
@@ -115,6 +129,7 @@ class AppInfo(BaseModel):
     ephemeral: bool
     updated_at: float
     functions: list[str]
+    schedules: list[ScheduleInfo] = Field(default_factory=list)
 
 
 class FunctionStats(BaseModel):
@@ -225,6 +240,7 @@ class FunctionSummary(BaseModel):
     retrying: int
     window: int
     nodes: dict[str, int] = Field(default_factory=dict)  # running attempts per Ray node ID
+    schedule: ScheduleInfo | None = None
 
 
 class AppSummary(BaseModel):

@@ -67,6 +67,10 @@ dict_idle_seconds   a Dict entry neither read nor written this long is deleted (
                     as Modal's).
 ephemeral_idle_seconds  an ephemeral Dict or Queue nothing wrote to this long is deleted
                     even though its ``with`` block never ended (its process died; 1 day).
+schedule_poll_seconds  how often the registry looks for schedules that are due (0.5 s).
+schedule_catch_up   missed times of one schedule fired when the registry comes back
+                    after being down (3): the latest ones, each once; older missed times
+                    are skipped, logged and counted (see docs/schedules.md).
 """
 
 from __future__ import annotations
@@ -120,6 +124,8 @@ class Settings(BaseSettings):
     volume_root: Path | None = None
     dict_idle_seconds: float = Field(default=7 * 24 * 3600, gt=0)
     ephemeral_idle_seconds: float = Field(default=24 * 3600, gt=0)
+    schedule_poll_seconds: float = Field(default=0.5, gt=0)
+    schedule_catch_up: int = Field(default=3, ge=1)
 
     @property
     def volumes_path(self) -> Path:

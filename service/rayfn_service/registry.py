@@ -42,9 +42,9 @@ from rayfn.protocol.records import (
     ValuesPage,
 )
 from rayfn.protocol.variants import parse_target
-from rayfn.schemas import AppInfo, CallLogs, CallStatus, FunctionInfo, FunctionStats
+from rayfn.schemas import AppInfo, CallLogs, CallStatus, FunctionInfo, FunctionStats, ScheduleInfo
 from rayfn.settings import Settings
-from rayfn_service import web
+from rayfn_service import schedules, web
 from rayfn_service.admission import check_calls, check_spawnable, check_wait
 from rayfn_service.app_output import AppOutput
 from rayfn_service.capacity import CapacityMonitor, shape_of
@@ -161,6 +161,10 @@ class Registry:
         self._request_min_containers()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
         self._capacity_watch = asyncio.get_running_loop().create_task(self._watch_capacity())
+        self._scheduler = schedules.Scheduler(
+            self._store, self._commit, poll_seconds=self._settings.schedule_poll_seconds,
+            catch_up=self._settings.schedule_catch_up, fired=self._schedule_fired)
+        self._schedules = asyncio.get_running_loop().create_task(self._scheduler.run_forever())
 
     async def _open_when_possible(self) -> None:
         while self._store_problem is not None:
@@ -205,11 +209,15 @@ class Registry:
         # Version 0 for the check; the real one is set in the write.
         valid = [checked(FunctionRecord(app, 0, f.name, f.options, f.code, f.runtime_env))
                  for f in functions]
+        schedules.check_scheduled(valid)
 
         def write() -> int:
             version = self._store.next_version(app)
             records = [dataclasses.replace(r, version=version) for r in valid]
-            return self._store.deploy(app, records, ephemeral=ephemeral, now=time.time())
+            now = time.time()
+            deployed = self._store.deploy(app, records, ephemeral=ephemeral, now=now)
+            schedules.sync_on_deploy(self._store, app, records, now)
+            return deployed
 
         served_before = self._serves_endpoints(app)
         version = await self._commit.run(write)
@@ -236,6 +244,7 @@ class Registry:
         def write() -> tuple[int, list[str]] | None:
             if not self._store.stop_app(app, now):
                 return None
+            self._store.drop_schedules(app)
             return self._store.cancel_app_calls(app, now, expires)
 
         served = self._serves_endpoints(app)
@@ -258,6 +267,9 @@ class Registry:
 
     @_needs_store
     async def list_apps(self) -> list[AppInfo]:
+        timed: dict[str, list[ScheduleInfo]] = {}
+        for record in self._store.list_schedules():
+            timed.setdefault(record.app, []).append(schedules.info_of(record))
         return [
             AppInfo(
                 name=a.name,
@@ -266,6 +278,7 @@ class Registry:
                 ephemeral=a.ephemeral,
                 updated_at=a.updated_at,
                 functions=list(a.functions),
+                schedules=timed.get(a.name, []),
             )
             for a in self._store.list_apps()
         ]
@@ -280,7 +293,10 @@ class Registry:
                 raise NotFoundError(f"app {app!r} is not deployed")
             raise NotFoundError(f"app {app!r} has no function {name!r}")
         fn = self._loaded(app, name, version)
-        return FunctionInfo(app=app, name=name, version=fn.version, options=fn.options.to_dict())
+        timed = [schedules.info_of(r) for r in self._store.list_schedules(app)
+                 if r.function == name]
+        return FunctionInfo(app=app, name=name, version=fn.version, options=fn.options.to_dict(),
+                            schedule=timed[0] if timed else None)
 
     def _loaded(self, app: str, name: str, version: int) -> RuntimeFunction:
         """The live function, loaded once, then cached; DeploymentError when its stored
@@ -655,6 +671,10 @@ class Registry:
                 await self._waiters.park(waiter, timeout)
 
     # ---- upkeep ------------------------------------------------------------------
+
+    def _schedule_fired(self, app: str, name: str, calls: int) -> None:
+        self._dispatcher.metrics.accepted(app, name, calls)
+        self._dispatcher.kick(app, name)
 
     async def _sweep_forever(self) -> None:
         while True:

@@ -265,7 +265,8 @@ class HttpClient:
     def _list_apps(self) -> list[AppInfo]:
         return [
             AppInfo(name=a.name, version=a.version, state="deployed", ephemeral=a.ephemeral,
-                    updated_at=a.updated_at, functions=[f.name for f in a.functions])
+                    updated_at=a.updated_at, functions=[f.name for f in a.functions],
+                    schedules=[f.schedule for f in a.functions if f.schedule is not None])
             for a in self._app_list().apps
         ]
 

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import click
 
 from rayfn.cli.output import say, show, table
+from rayfn.cli.schedules import next_runs
 from rayfn.exception import Error, InvalidError
 from rayfn.exception import TimeoutError as RayfnTimeoutError
 from rayfn.protocol.operations import RegistryApi
@@ -288,8 +289,9 @@ def app_list(as_json: bool) -> None:
     if as_json:
         say(json.dumps([a.model_dump(mode="json") for a in apps], indent=2))
         return
-    show(table(("app", "version", "functions", "ephemeral"),
-               ((a.name, a.version, ", ".join(a.functions), a.ephemeral) for a in apps)))
+    show(table(("app", "version", "functions", "ephemeral", "next scheduled run"),
+               ((a.name, a.version, ", ".join(a.functions), a.ephemeral,
+                 next_runs(a.schedules)) for a in apps)))
 
 
 @app_group.command(name="stop")

@@ -199,12 +199,13 @@ async def list_apps(request: Request) -> AppList:
     summaries = []
     for a in apps:
         functions = []
+        timed = {t.function: t for t in a.schedules}
         for name in a.functions:
             s = by_function.get((a.name, name))
             functions.append(FunctionSummary(
                 name=name, queued=s.queued if s else 0, running=s.running if s else 0,
                 retrying=s.retrying if s else 0, window=s.window if s else 0,
-                nodes=s.nodes if s else {},
+                nodes=s.nodes if s else {}, schedule=timed.get(name),
             ))
         summaries.append(AppSummary(name=a.name, version=a.version, ephemeral=a.ephemeral,
                                     updated_at=a.updated_at, functions=functions))

@@ -18,6 +18,7 @@ from rayfn_service.store.base import (
     FunctionRecord,
     NewCall,
     Reader,
+    ScheduleRecord,
     Store,
 )
 from rayfn_service.store.reader import StoreReader
@@ -30,6 +31,7 @@ __all__ = [
     "FunctionRecord",
     "NewCall",
     "Reader",
+    "ScheduleRecord",
     "SqliteStore",
     "Store",
     "StoreReader",

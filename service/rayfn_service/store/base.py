@@ -76,6 +76,19 @@ class NewCall:
     created_at: float
 
 
+@dataclasses.dataclass(frozen=True)
+class ScheduleRecord:
+    """A deployed function's schedule and the next time it fires (Unix seconds)."""
+
+    app: str
+    function: str
+    version: int  # the deployed version its calls run
+    spec: str  # the schedule's canonical JSON (rayfn.schedule)
+    next_fire: float
+    last_fire: float | None  # the latest time fired
+    skipped: int  # times missed while the registry was down and not fired (see schedules)
+
+
 class Store(Protocol):
     """Durable state. Writes happen inside ``transaction()``; reads see committed data.
 
@@ -181,6 +194,16 @@ class Store(Protocol):
     def queue_clear(self, name: str, partition: str | None) -> int: ...
     def sweep_objects(self, now: float, *, dict_idle: float, ephemeral_idle: float,
                       limit: int = 10_000) -> int: ...
+    # schedules (store/sqlite_schedules.py)
+    def app_schedules(self, app: str) -> list[ScheduleRecord]: ...
+    def set_schedules(self, app: str, records: Sequence[ScheduleRecord]) -> None: ...
+    def drop_schedules(self, app: str) -> None: ...
+    def list_schedules(self, app: str | None = None) -> list[ScheduleRecord]: ...
+    def due_schedules(self, now: float, limit: int) -> list[ScheduleRecord]: ...
+    def fire_schedule(
+        self, due: ScheduleRecord, next_fire: float, fires: Sequence[tuple[float, NewCall]],
+        skipped: int,
+    ) -> bool: ...
 
 
 class Reader(Protocol):

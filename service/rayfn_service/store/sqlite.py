@@ -37,6 +37,7 @@ from rayfn_service.store.base import (
 )
 from rayfn_service.store.sqlite_links import EXPIRED_CALLS, CallLinks
 from rayfn_service.store.sqlite_objects import KvObjects
+from rayfn_service.store.sqlite_schedules import Schedules
 from rayfn_service.store.sqlite_schema import SCHEMA
 
 _ACTIVE = (CallState.QUEUED.value, CallState.RUNNING.value, CallState.RETRYING.value)
@@ -130,7 +131,7 @@ _CLAIM_COLUMNS = _select_list(Claim)
 _FUNCTION_COLUMNS = _select_list(FunctionRecord, table="f")
 
 
-class SqliteStore(CallLinks, KvObjects):
+class SqliteStore(CallLinks, KvObjects, Schedules):
     """Durable state in one SQLite file (WAL, ``synchronous=FULL``)."""
 
     def __init__(self, path: Path) -> None:

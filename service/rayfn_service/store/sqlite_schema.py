@@ -99,4 +99,16 @@ CREATE TABLE IF NOT EXISTS queue_items (
     put_at REAL NOT NULL,
     PRIMARY KEY (queue, partition, seq)
 ) WITHOUT ROWID;
+-- a deployed function's schedule (rayfn.Period, rayfn.Cron) and when it fires next
+CREATE TABLE IF NOT EXISTS schedules (
+    app TEXT NOT NULL,
+    function TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    spec TEXT NOT NULL,
+    next_fire REAL NOT NULL,
+    last_fire REAL,
+    skipped INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (app, function)
+);
+CREATE INDEX IF NOT EXISTS schedules_due ON schedules (next_fire);
 """
