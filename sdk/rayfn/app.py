@@ -16,6 +16,7 @@ import cloudpickle
 
 from rayfn import _accepts
 from rayfn._aio import aio_method, run_blocking
+from rayfn._class_endpoints import endpoint_label, endpoint_methods, method_handler
 from rayfn._client import get_client
 from rayfn._decorator_options import Environment, environment_of, split_options
 from rayfn._deferred_imports import shipped_with_imports
@@ -244,10 +245,27 @@ class App:
             if cls_options.schedule is not None:
                 raise InvalidError(f"{cls_name}: schedule= is for functions, not classes")
             registered = Cls(cls_name, app=self, user_cls=user_cls, options=cls_options)
-            self._register(cls_name, registered, environment)
+            if spec.methods:
+                self._register(cls_name, registered, environment)
+            self._register_class_endpoints(cls_name, user_cls, cls_options, environment)
             return registered
 
         return wrap(_cls) if _cls is not None else wrap
+
+    def _register_class_endpoints(self, cls_name: str, user_cls: type,
+                                  options: FunctionOptions, environment: Environment) -> None:
+        """A class's web endpoint methods, each served as an endpoint of its own."""
+        plain = dataclasses.replace(options, cls=None, max_batch_size=0, batch_wait_ms=0)
+        for method, (_, endpoint) in endpoint_methods(user_cls).items():
+            if endpoint.label is None:
+                endpoint = dataclasses.replace(endpoint,
+                                               label=endpoint_label(cls_name, method))
+            name = f"{cls_name}.{method}"
+            handler = method_handler(user_cls, method)
+            function: Function[..., Any] = Function(
+                name, app=self, raw=handler,
+                options=dataclasses.replace(plain, web_endpoint=endpoint))
+            self._register(name, function, environment)
 
     def _register(self, fn_name: str, function: Function[..., Any] | Cls,
                   environment: Environment) -> None:

@@ -14,6 +14,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from rayfn._class_endpoints import endpoint_methods
 from rayfn._client import get_client
 from rayfn.exception import InvalidError
 from rayfn.function import Function
@@ -103,7 +104,7 @@ def class_spec_of(user_cls: type) -> tuple[ClassSpec, dict[str, Any]]:
         raise InvalidError(f"{user_cls.__name__}: a class with modal.parameter() fields "
                            "cannot define __init__; use @enter() for set-up")
     methods = _callable_methods(user_cls)
-    if not methods:
+    if not methods and not endpoint_methods(user_cls):
         raise InvalidError(f"class {user_cls.__name__} has no @method() to call")
     generators = [name for name, fn in methods.items()
                   if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)]

@@ -103,6 +103,7 @@ class WebEndpoint:
     docs: bool = False
     port: int | None = None
     startup_timeout: float = 5.0
+    requires_auth: bool = False  # Modal's requires_proxy_auth: rayfn's token is asked for
 
     def __post_init__(self) -> None:
         if self.kind not in WEB_ENDPOINT_KINDS:

@@ -148,7 +148,7 @@ def _marker(
     if custom_domains:
         raise InvalidError("custom_domains is not supported by rayfn")
     if requires_proxy_auth:
-        raise InvalidError("requires_proxy_auth is not supported by rayfn")
+        endpoint = dataclasses.replace(endpoint, requires_auth=True)
 
     def mark(fn: F) -> F:
         if isinstance(fn, Function):
@@ -181,6 +181,8 @@ def _check_factory(fn: object, endpoint: WebEndpoint, decorator: str) -> None:
         for p in parameters
         if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
     ]
+    if required[:1] == ["self"]:  # a method of an @app.cls() class: served on its instance
+        required = required[1:]
     if required:
         raise InvalidError(f"{name}: an @{decorator}() function takes no arguments "
                            f"(it has {', '.join(required)})")
@@ -221,6 +223,54 @@ def endpoint_routes(endpoints: Mapping[str, WebEndpoint | None]) -> dict[str, st
 
 def build_asgi_app(factory: Callable[..., Any], name: str,
                    endpoint: WebEndpoint | None = None) -> Any:
+    """The endpoint's ASGI app (see ``_build_app``), behind rayfn's token when it was
+    marked ``requires_proxy_auth=True``."""
+    app = _build_app(factory, name, endpoint)
+    return _TokenRequired(app) if endpoint is not None and endpoint.requires_auth else app
+
+
+class _TokenRequired:
+    """Modal's proxy auth on rayfn's terms: a request must carry the service's token, as
+    ``Authorization: Bearer <token>`` (or Modal's ``Modal-Secret`` header); else 401."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket") and not _has_token(scope):
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 4401})
+                return
+            body = b'{"detail":"this endpoint requires the rayfn token"}'
+            await send({"type": "http.response.start", "status": 401, "headers": [
+                (b"content-type", b"application/json"),
+                (b"www-authenticate", b"Bearer")]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+
+def _has_token(scope: dict[str, Any]) -> bool:
+    import hmac
+
+    from rayfn.settings import get_settings
+
+    expected = get_settings().read_token()
+    if not expected:
+        return False  # no token to compare with: closed, never open
+    for key, value in scope.get("headers", ()):
+        given = value.decode("latin-1")
+        if key == b"authorization" and given.startswith("Bearer "):
+            given = given[len("Bearer "):]
+        elif key != b"modal-secret":
+            continue
+        if hmac.compare_digest(given.encode(), expected.encode()):
+            return True
+    return False
+
+
+def _build_app(factory: Callable[..., Any], name: str,
+               endpoint: WebEndpoint | None = None) -> Any:
     """The ASGI app that serves a web endpoint of any kind (``asgi`` when ``endpoint`` is
     None): what an ``@asgi_app()`` function returns, checked; a FastAPI app around an
     ``@fastapi_endpoint()``; a WSGI app behind an adapter; a proxy to a web server."""
