@@ -137,7 +137,7 @@ def test_bad_labels_are_rejected(label: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"custom_domains": ["example.com"]}, {"requires_proxy_auth": True}]
+    "kwargs", [{"custom_domains": ["example.com"]}]
 )
 def test_unsupported_modal_options_are_rejected(kwargs: dict[str, Any]) -> None:
     with pytest.raises(InvalidError, match="not supported"):
@@ -148,7 +148,8 @@ def test_web_endpoint_options_round_trip_through_json() -> None:
     options = FunctionOptions.build(timeout=60, web_endpoint=WebEndpoint(label="api"))
     data = json.loads(json.dumps(options.to_dict()))
     assert data["web_endpoint"] == {"kind": "asgi", "label": "api", "method": "GET",
-                                    "docs": False, "port": None, "startup_timeout": 5.0}
+                                    "docs": False, "port": None, "startup_timeout": 5.0,
+                                    "requires_auth": False}
     assert FunctionOptions.from_dict(data) == options
     # Stored before the other kinds existed: only kind and label.
     assert FunctionOptions.from_dict({**data, "web_endpoint": {"kind": "asgi",
