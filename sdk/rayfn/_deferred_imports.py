@@ -99,7 +99,7 @@ def _restore(code: object, sources: list[str]) -> object:
     """Run the import blocks in the globals of ``code``, then give ``code`` back."""
     namespace = _globals_of(code)
     for source in sources:
-        exec(compile(source, "<image.imports()>", "exec"), namespace)
+        exec(compile(source, "<image.imports()>", "exec", dont_inherit=True), namespace)
     return code
 
 

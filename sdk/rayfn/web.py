@@ -426,7 +426,9 @@ class EndpointCode:
         if os.path.isdir(folder) and folder not in sys.path:
             sys.path.insert(0, folder)  # its neighbours, when the file's folder is here
         sys.modules[self.module] = module
-        exec(compile(self.source, self.filename, "exec"), module.__dict__)
+        # dont_inherit: the file is compiled as its own, not with this module's __future__
+        # flags (string annotations would hide FastAPI's parameter types).
+        exec(compile(self.source, self.filename, "exec", dont_inherit=True), module.__dict__)
         from rayfn.app import App
 
         for value in list(vars(module).values()):

@@ -488,3 +488,31 @@ def test_serve_factory_with_a_broken_file(
         "lifespan.startup.complete",
         "lifespan.shutdown.complete",
     ]
+
+
+def test_a_file_loaded_by_a_replica_keeps_its_own_annotations(tmp_path: Path) -> None:
+    """The replica compiles the user's file as its own: rayfn's ``from __future__ import
+    annotations`` must not turn its annotations into strings FastAPI cannot resolve."""
+    from rayfn.web import EndpointCode
+
+    source = (
+        "import rayfn\n"
+        "app = rayfn.App('replica-file')\n"
+        "@app.function()\n"
+        "@rayfn.asgi_app()\n"
+        "def web():\n"
+        "    from fastapi import FastAPI, Request\n"
+        "    api = FastAPI()\n"
+        "    @api.post('/run')\n"
+        "    async def run(request: Request):\n"
+        "        return await request.json()\n"
+        "    return api\n")
+    path = tmp_path / "replica_file.py"
+    path.write_text(source)
+    code = EndpointCode("web", "web", "replica_file", str(path), source)
+    try:
+        api = code.load()()
+    finally:
+        sys.modules.pop("replica_file", None)
+    route = next(r for r in api.routes if getattr(r, "path", "") == "/run")
+    assert route.dependant.request_param_name == "request"
