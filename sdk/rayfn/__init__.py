@@ -37,6 +37,7 @@ from rayfn.sandbox import Sandbox, SandboxSnapshot
 from rayfn.schedule import Cron, Period
 from rayfn.scheduler_placement import SchedulerPlacement
 from rayfn.schemas import CallStatus
+from rayfn.secret import Secret
 from rayfn.states import CallState
 from rayfn.tunnel import Tunnel, forward
 from rayfn.web import asgi_app, fastapi_endpoint, web_endpoint, web_server, wsgi_app
@@ -62,6 +63,7 @@ __all__ = [
     "Queue",
     "Retries",
     "Sandbox",
+    "Secret",
     "SandboxSnapshot",
     "SchedulerPlacement",
     "Tunnel",

@@ -26,6 +26,7 @@ from rayfn.exception import (
     ResourcesUnavailableError,
     StoreError,
 )
+from rayfn.options import FunctionOptions
 from rayfn.protocol.ids import validate_call_id
 from rayfn.protocol.names import REGISTRY_ACTOR, validate_name
 from rayfn.protocol.objects import DEFAULT_PARTITION_TTL, ObjectInfo
@@ -41,16 +42,18 @@ from rayfn.protocol.records import (
     RegistryInfo,
     ValuesPage,
 )
+from rayfn.protocol.secrets import SecretInfo
 from rayfn.protocol.variants import parse_target
 from rayfn.schemas import AppInfo, CallLogs, CallStatus, FunctionInfo, FunctionStats, ScheduleInfo
 from rayfn.settings import Settings
-from rayfn_service import schedules, web
+from rayfn_service import schedules, secrets, web
 from rayfn_service.admission import check_calls, check_spawnable, check_wait
 from rayfn_service.app_output import AppOutput
 from rayfn_service.capacity import CapacityMonitor, shape_of
 from rayfn_service.catalog import Catalog, RuntimeFunction, checked
 from rayfn_service.dispatch import Dispatcher
 from rayfn_service.objects import Objects
+from rayfn_service.secrets import Secrets
 from rayfn_service.store import CallRecord, FunctionRecord, NewCall, Store, open_store
 from rayfn_service.store.group_commit import GroupCommit
 from rayfn_service.views import outcome_of, status_of
@@ -149,6 +152,7 @@ class Registry:
                 claim.app, claim.function, claim.id, before, after, final),
         )
         self._objects = Objects(self._store, self._commit, self._waiters, self._settings)
+        self._secrets = Secrets(self._store, self._commit)
         await self._capacity.refresh()  # before dispatching: calls no node can run fail
         if requeued:
             logger.warning(
@@ -210,8 +214,11 @@ class Registry:
         valid = [checked(FunctionRecord(app, 0, f.name, f.options, f.code, f.runtime_env))
                  for f in functions]
         schedules.check_scheduled(valid)
+        wanted = [(r.name, FunctionOptions.from_dict(json.loads(r.options)).secrets)
+                  for r in valid]
 
         def write() -> int:
+            secrets.check_deployable(self._store, wanted)
             version = self._store.next_version(app)
             records = [dataclasses.replace(r, version=version) for r in valid]
             now = time.time()
@@ -576,9 +583,27 @@ class Registry:
                 page = self._app_output.page(app, page.cursor)
         return page
 
+    # ---- secrets (secrets.py) ----------------------------------------------------
+
+    @_needs_store
+    async def secret_create(self, name: str, values: dict[str, str],
+                            overwrite: bool = False) -> None:
+        await self._secrets.create(name, values, overwrite)
+        logger.info("stored secret %s", name)  # its name only, never a value
+
+    @_needs_store
+    async def secret_list(self) -> list[SecretInfo]:
+        return self._secrets.listing()
+
+    @_needs_store
+    async def secret_delete(self, name: str) -> None:
+        await self._secrets.delete(name)
+        logger.info("deleted secret %s", name)
+
+    @_needs_store
     async def secret_values(self, names: list[str]) -> dict[str, str]:
         """The values of the named secrets, merged in order, for a call's process."""
-        raise NotFoundError(f"secret {names[0] if names else ''!r} not found")
+        return self._secrets.values(names)
 
     # ---- dicts and queues (objects.py) --------------------------------------------
 

@@ -61,6 +61,7 @@ from rayfn.protocol.records import (
     ValuesPage,
 )
 from rayfn.protocol.retry import Transient, retry
+from rayfn.protocol.secrets import SecretInfo, validate_secret_name, validate_secret_values
 from rayfn.protocol.variants import validate_target
 from rayfn.schemas import (
     AppInfo,
@@ -85,6 +86,7 @@ from rayfn.schemas import (
     StopResponse,
     ValuesResponse,
 )
+from rayfn.secret_schemas import SecretCreateRequest, SecretList
 from rayfn.settings import Settings
 
 # The server caps one wait; longer waits are several requests.
@@ -137,6 +139,10 @@ def _app(app: str, function: str | None = None) -> str:
     if function is not None:
         path += f"/functions/{quote(validate_target(function), safe='')}"
     return path
+
+
+def _secret(name: str) -> str:
+    return f"/v1/secrets/{quote(validate_secret_name(name), safe='')}"
 
 
 def _object_path(kind: str, name: str) -> str:
@@ -382,6 +388,25 @@ class HttpClient:
                   if v is not None}
         response = self._request("GET", "/v1/calls", params=params)
         return CallList.model_validate_json(response.content).calls
+
+    # ---- secrets (values are sent, never read back) -------------------------------
+
+    @_handles(RegistryApi.secret_create)
+    def _secret_create(self, name: str, values: dict[str, str], overwrite: bool = False
+                       ) -> None:
+        body = SecretCreateRequest(values=validate_secret_values(values), overwrite=overwrite)
+        self._request("PUT", _secret(name), content=body.model_dump_json(),
+                      headers={"content-type": "application/json"})
+
+    @_handles(RegistryApi.secret_list)
+    def _secret_list(self) -> list[SecretInfo]:
+        found = SecretList.model_validate_json(self._request("GET", "/v1/secrets").content)
+        return [SecretInfo(s.name, s.created_at, s.updated_at, tuple(s.keys))
+                for s in found.secrets]
+
+    @_handles(RegistryApi.secret_delete)
+    def _secret_delete(self, name: str) -> None:
+        self._request("DELETE", _secret(name))
 
     # ---- dicts and queues --------------------------------------------------------
     # (a name is checked before it makes a path, as an app's is)

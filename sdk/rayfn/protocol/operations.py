@@ -23,6 +23,7 @@ from rayfn.protocol.records import (
     RegistryInfo,
     ValuesPage,
 )
+from rayfn.protocol.secrets import SecretInfo
 from rayfn.schemas import AppInfo, CallLogs, CallStatus, FunctionInfo, FunctionStats
 
 __all__ = ["Idempotency", "Operation", "RegistryApi", "operation_name"]
@@ -130,6 +131,13 @@ class RegistryApi(Protocol):
     async def queue_clear(
         self, name: str, partition: str | None, all: bool = False  # noqa: A002
     ) -> None: ...
+    # ---- secrets (values go out only by secret_values, over Ray) ----
+    async def secret_create(self, name: str, values: dict[str, str],
+                            overwrite: bool = False) -> None:
+        """Store the secret (ConflictError if it exists, unless ``overwrite``)."""
+    async def secret_list(self) -> list[SecretInfo]:
+        """Every stored secret with its keys' names, never their values."""
+    async def secret_delete(self, name: str) -> None: ...
     # ---- what an app's calls print ----
     async def app_output(self, app: str, cursor: int, timeout: float) -> OutputPage:
         """Lines the app's calls printed from ``cursor`` on (0: all kept), waiting up to

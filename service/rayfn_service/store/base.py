@@ -6,13 +6,14 @@ Every backend implements both; nothing outside ``store/`` names a backend."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol, TypeVar
 
 from rayfn.protocol.objects import ObjectInfo
 from rayfn.protocol.payload import ErrorInfo
 from rayfn.protocol.records import CallQuery
+from rayfn.protocol.secrets import SecretInfo
 from rayfn.states import CallState
 
 
@@ -204,6 +205,14 @@ class Store(Protocol):
         self, due: ScheduleRecord, next_fire: float, fires: Sequence[tuple[float, NewCall]],
         skipped: int,
     ) -> bool: ...
+    # secrets (store/sqlite_secrets.py)
+    def secret_exists(self, name: str) -> bool: ...
+    def put_secret(self, name: str, values: Mapping[str, str], *, overwrite: bool,
+                   now: float) -> bool: ...
+    def delete_secret(self, name: str) -> bool: ...
+    def list_secrets(self) -> list[SecretInfo]: ...
+    def missing_secrets(self, names: list[str]) -> list[str]: ...
+    def secret_values(self, name: str) -> dict[str, str] | None: ...
 
 
 class Reader(Protocol):

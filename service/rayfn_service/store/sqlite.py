@@ -39,6 +39,7 @@ from rayfn_service.store.sqlite_links import EXPIRED_CALLS, CallLinks
 from rayfn_service.store.sqlite_objects import KvObjects
 from rayfn_service.store.sqlite_schedules import Schedules
 from rayfn_service.store.sqlite_schema import SCHEMA
+from rayfn_service.store.sqlite_secrets import Secrets
 
 _ACTIVE = (CallState.QUEUED.value, CallState.RUNNING.value, CallState.RETRYING.value)
 _FINISHED = tuple(s.value for s in CallState if s.is_terminal())
@@ -131,7 +132,7 @@ _CLAIM_COLUMNS = _select_list(Claim)
 _FUNCTION_COLUMNS = _select_list(FunctionRecord, table="f")
 
 
-class SqliteStore(CallLinks, KvObjects, Schedules):
+class SqliteStore(CallLinks, KvObjects, Schedules, Secrets):
     """Durable state in one SQLite file (WAL, ``synchronous=FULL``)."""
 
     def __init__(self, path: Path) -> None:

@@ -111,4 +111,11 @@ CREATE TABLE IF NOT EXISTS schedules (
     PRIMARY KEY (app, function)
 );
 CREATE INDEX IF NOT EXISTS schedules_due ON schedules (next_fire);
+-- a Secret's environment variables (a JSON object of str), set in its functions' calls
+CREATE TABLE IF NOT EXISTS secrets (
+    name TEXT PRIMARY KEY,
+    value_json TEXT NOT NULL,
+    created_at REAL,
+    updated_at REAL
+);
 """
