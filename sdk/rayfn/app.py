@@ -313,7 +313,7 @@ class App:
         for fn_name, code, options in shipped:
             environment = self._environments[fn_name].under(self._environment)
             image = environment.image or Image.debian_slim()
-            runtime_env = json.dumps(image.runtime_env())
+            runtime_env = json.dumps(_with_uploads(image.runtime_env()))
             options = dataclasses.replace(
                 options, volumes=check_mounts(environment.volume_names()),
                 secrets=check_secret_names(secret_names(environment.secrets)))
@@ -418,3 +418,21 @@ def _schedule_json(schedule: object) -> str | None:
         raise InvalidError(f"schedule must be a rayfn.Period or rayfn.Cron, not "
                            f"{type(schedule).__name__}")
     return schedule.to_json()
+
+
+def _with_uploads(runtime_env: dict[str, Any]) -> dict[str, Any]:
+    """The Image's local files and modules uploaded to the cluster (Ray's package store),
+    named by their URIs: the registry, perhaps on another machine, cannot read them."""
+    if not any(not str(m).startswith(("gcs://", "s3://", "https://"))
+               for m in runtime_env.get("py_modules", ())):
+        return runtime_env
+    from rayfn._client.ray import RayClient
+
+    if not isinstance(get_client(), RayClient):  # a Ray client has joined the cluster
+        raise InvalidError(
+            "Image.add_local_dir, add_local_file and add_local_python_source upload files "
+            "to the Ray cluster: deploy from a machine that joins the cluster (without "
+            "RAYFN_SERVER_URL), or put the files in a Volume")
+    from ray._private.runtime_env.py_modules import upload_py_modules_if_needed
+
+    return dict(upload_py_modules_if_needed(dict(runtime_env), include_gitignore=False))

@@ -9,6 +9,7 @@ for the secrets' values, which become environment variables of that process only
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ __all__ = ["ENV_VAR", "prepare", "runtime_env_with", "mount"]
 logger = logging.getLogger(__name__)
 
 ENV_VAR = "RAYFN_CALL_ENVIRONMENT"
+IMAGE_FILES_ENV_VAR = "RAYFN_IMAGE_FILES"  # rayfn.image.FILES_ENV_VAR
 _prepared = False
 _lock = threading.Lock()
 # Asks the registry for secret values by name (set by the process's executor).
@@ -59,6 +61,7 @@ def prepare(fetch_secrets: SecretFetcher) -> None:
         names = described.get("secrets", [])
         if names:
             os.environ.update(fetch_secrets(list(names)))
+        place_image_files()
         _prepared = True
 
 
@@ -83,6 +86,44 @@ def mount(folder: Path, at: Path) -> None:
     except PermissionError as exc:
         raise ExecutionError(f"cannot mount a volume at {at}: {exc.strerror}; the worker "
                              f"user needs to be able to write {at.parent}") from None
+
+
+def place_image_files() -> None:
+    """The Image's ``add_local_dir``/``add_local_file`` content (shipped by Ray as
+    ``py_modules`` packages) linked at its remote paths, and its ``workdir`` made the
+    process's working directory."""
+    described = json.loads(os.environ.get(IMAGE_FILES_ENV_VAR) or "{}")
+    workdir = described.get("workdir")
+    if workdir:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        os.chdir(workdir)
+    for shipped, remote in described.get("files", ()):
+        package, _, file_name = shipped.partition("/")
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise ExecutionError(f"the Image's files {package} did not reach this worker")
+        content = Path(list(spec.submodule_search_locations)[0]) / "content"
+        source = content / file_name if file_name else content
+        target = Path(remote)
+        if not target.is_absolute():
+            target = Path.cwd() / target
+        if file_name and (remote.endswith("/") or target.is_dir()):
+            target = target / file_name
+        if file_name:
+            _link_file(source, target)
+        else:
+            mount(source, target)
+
+
+def _link_file(source: Path, at: Path) -> None:
+    if at.is_symlink() and os.readlink(at) == str(source):
+        return
+    if at.exists() and not at.is_symlink():
+        raise ExecutionError(f"cannot place an Image file at {at}: a file is there already")
+    at.parent.mkdir(parents=True, exist_ok=True)
+    staged = at.with_name(f".{at.name}.{uuid.uuid4().hex[:8]}")
+    staged.symlink_to(source)
+    os.replace(staged, at)
 
 
 def secret_names(runtime_env: dict[str, Any]) -> Iterable[str]:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import click
 
+from rayfn.cli.image import image_group
 from rayfn.cli.output import say, show, table
 from rayfn.cli.schedules import next_runs
 from rayfn.cli.secret import secret_group
@@ -395,6 +396,7 @@ def call_list(app: str | None, function: str | None, state: str | None, limit: i
 
 
 cli.add_command(secret_group)
+cli.add_command(image_group)
 
 
 if __name__ == "__main__":  # pragma: no cover
