@@ -39,6 +39,7 @@ from rayfn.scheduler_placement import SchedulerPlacement
 from rayfn.schemas import CallStatus
 from rayfn.states import CallState
 from rayfn.tunnel import Tunnel, forward
+from rayfn.volume import FileEntry, FileEntryType, Volume
 from rayfn.web import asgi_app, fastapi_endpoint, web_endpoint, web_server, wsgi_app
 
 __version__ = "0.1.0"
@@ -52,6 +53,8 @@ __all__ = [
     "Cron",
     "Dict",
     "Error",
+    "FileEntry",
+    "FileEntryType",
     "FilePatternMatcher",
     "Function",
     "FunctionCall",
@@ -65,6 +68,7 @@ __all__ = [
     "SandboxSnapshot",
     "SchedulerPlacement",
     "Tunnel",
+    "Volume",
     "asgi_app",
     "batched",
     "concurrent",
