@@ -10,7 +10,14 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from rayfn.protocol.operations import RegistryApi
 from rayfn.schemas import ErrorResponse, Health
 from rayfn.settings import Settings
-from rayfn_service.api import errors, generator_routes, metrics, object_routes, output_routes
+from rayfn_service.api import (
+    errors,
+    generator_routes,
+    metrics,
+    object_routes,
+    output_routes,
+    volume_routes,
+)
 from rayfn_service.api.backend import RegistryGateway
 from rayfn_service.api.guard import Guard, TokenSource
 from rayfn_service.api.routes import router
@@ -34,6 +41,7 @@ def create_app(settings: Settings) -> Guard:
     app.include_router(generator_routes.router)
     app.include_router(object_routes.router)
     app.include_router(output_routes.router)
+    app.include_router(volume_routes.router)
 
     @app.get("/healthz", response_model=Health, response_model_exclude_none=True,
              summary="Liveness; no token needed")
