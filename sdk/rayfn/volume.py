@@ -29,7 +29,7 @@ from typing import IO, Any
 
 from rayfn._aio import aio_function, aio_iter_method, aio_method, run_blocking
 from rayfn._client import get_client
-from rayfn.exception import InvalidError, NotFoundError
+from rayfn.exception import ConflictError, InvalidError, NotFoundError
 from rayfn.protocol.names import validate_name
 from rayfn.protocol.operations import RegistryApi
 from rayfn.protocol.volumes import DIRECTORY, VolumeEntry, VolumeInfo, validate_volume_path
@@ -109,7 +109,7 @@ class Volume:
 
     @aio_function
     def create(name: str) -> VolumeInfo:  # noqa: N805 - static
-        """Make an empty volume; InvalidError if there is one of that name."""
+        """Make an empty volume; ConflictError if there is one of that name."""
         return get_client().call(RegistryApi.volume_create, validate_name("volume", name))
 
     def _ready(self) -> str:
@@ -236,7 +236,7 @@ class VolumeUpload:
                     client.call(RegistryApi.volume_listdir, name, remote, False)
                 except NotFoundError:
                     continue  # free to write
-                raise FileExistsError(f"{remote!r} is in Volume {name!r} already: "
+                raise ConflictError(f"{remote!r} is in Volume {name!r} already: "
                                       "pass force=True to overwrite it")
         for source, remote in self._files:
             with (source.open("rb") if isinstance(source, Path) else _kept(source)) as f:

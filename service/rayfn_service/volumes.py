@@ -17,7 +17,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from rayfn.exception import InvalidError, NotFoundError
+from rayfn.exception import ConflictError, InvalidError, NotFoundError
 from rayfn.protocol.names import validate_name
 from rayfn.protocol.volumes import (
     DIRECTORY,
@@ -79,7 +79,7 @@ class Volumes:
                 folder.mkdir()
             except FileExistsError:
                 if not exist_ok:
-                    raise InvalidError(f"Volume {name!r} already exists") from None
+                    raise ConflictError(f"Volume {name!r} already exists") from None
             return VolumeInfo(folder.name, folder.stat().st_mtime)
 
         return await asyncio.to_thread(make)

@@ -22,6 +22,7 @@ import click
 
 from rayfn.cli.output import say, show, table
 from rayfn.cli.schedules import next_runs
+from rayfn.cli.volume import volume_group
 from rayfn.exception import Error, InvalidError
 from rayfn.exception import TimeoutError as RayfnTimeoutError
 from rayfn.protocol.operations import RegistryApi
@@ -391,6 +392,13 @@ def call_list(app: str | None, function: str | None, state: str | None, limit: i
     show(table(("call", "function", "state", "attempts", "error"),
                ((s.call_id, f"{s.app}.{readable(s.function)}", s.state.value, s.attempts,
                  s.error_type or "") for s in calls)))
+
+
+# ---- command groups of their own modules ----
+
+cli.add_command(volume_group)
+for _command in volume_group.commands.values():
+    _command.callback = friendly_errors(_command.callback) if _command.callback else None
 
 
 if __name__ == "__main__":  # pragma: no cover
