@@ -182,10 +182,10 @@ class Volume:
     @aio_method
     def copy_files(self, src_paths: Iterable[str], dst_path: str) -> None:
         """Copy files or directories within the volume; into ``dst_path`` when it is a
-        directory or several are given."""
+        directory, ends with ``/`` or several are given."""
         sources = [validate_volume_path(p, root_ok=False) for p in src_paths]
-        get_client().call(RegistryApi.volume_copy, self._ready(), sources,
-                          validate_volume_path(dst_path))
+        validate_volume_path(dst_path)  # sent as given: a trailing / means "into"
+        get_client().call(RegistryApi.volume_copy, self._ready(), sources, dst_path)
 
     def batch_upload(self, force: bool = False) -> VolumeUpload:
         """``with vol.batch_upload() as batch: batch.put_file(...)``: the files are

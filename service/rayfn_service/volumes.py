@@ -184,8 +184,8 @@ class Volumes:
         await asyncio.to_thread(remove)
 
     async def copy(self, name: str, sources: Sequence[str], dest: str) -> None:
-        """Copy files or directories; into ``dest`` when it is a directory (or several
-        sources are given), else to ``dest`` itself."""
+        """Copy files or directories; into ``dest`` when it is a directory, ends with
+        ``/`` or several sources are given, else to ``dest`` itself."""
         folder = self._existing(name)
         if not isinstance(sources, (list, tuple)) or not sources:
             raise InvalidError("copy needs a list of source paths")
@@ -193,7 +193,7 @@ class Volumes:
         to = inside(folder, dest)
 
         def copy() -> None:
-            into = to.is_dir() or len(froms) > 1
+            into = to.is_dir() or len(froms) > 1 or dest.endswith("/")
             if into:
                 to.mkdir(parents=True, exist_ok=True)
             for source, given in zip(froms, sources, strict=True):
