@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from rayfn.exception import ConflictError, InvalidError, NotFoundError
 from rayfn.protocol.names import validate_name
@@ -29,6 +30,8 @@ from rayfn.protocol.volumes import (
 )
 
 __all__ = ["Volumes", "inside"]
+
+T = TypeVar("T")
 
 _STAGING = ".rayfn-upload-"
 # Entries one listdir returns at most (a recursive listing of a huge tree is refused).
@@ -44,6 +47,16 @@ def inside(folder: Path, path: object, *, root_ok: bool = True) -> Path:
     if target != base and base not in target.parents:
         raise InvalidError(f"volume path {path!r} leads out of the volume")
     return target
+
+
+async def _run(fn: Callable[[], T]) -> T:
+    """``fn`` in a thread; the disk's own errors become rayfn's (a 4xx over REST)."""
+    try:
+        return await asyncio.to_thread(fn)
+    except FileNotFoundError as exc:
+        raise NotFoundError(f"not found in the volume: {exc.strerror}") from None
+    except (OSError, shutil.Error) as exc:
+        raise InvalidError(f"the volume refused it: {exc}") from None
 
 
 def _int(value: object, what: str, low: int = 0) -> int:
@@ -82,7 +95,7 @@ class Volumes:
                     raise ConflictError(f"Volume {name!r} already exists") from None
             return VolumeInfo(folder.name, folder.stat().st_mtime)
 
-        return await asyncio.to_thread(make)
+        return await _run(make)
 
     async def all(self) -> list[VolumeInfo]:
         def scan() -> list[VolumeInfo]:
@@ -91,11 +104,11 @@ class Volumes:
             return sorted((VolumeInfo(p.name, p.stat().st_mtime) for p in self._root.iterdir()
                            if p.is_dir() and not p.is_symlink()), key=lambda v: v.name)
 
-        return await asyncio.to_thread(scan)
+        return await _run(scan)
 
     async def delete(self, name: str) -> None:
         folder = self._existing(name)
-        await asyncio.to_thread(shutil.rmtree, folder)
+        await _run(lambda: shutil.rmtree(folder))
 
     async def listdir(self, name: str, path: str, recursive: bool = False
                       ) -> list[VolumeEntry]:
@@ -118,7 +131,7 @@ class Volumes:
                     raise InvalidError(f"more than {MAX_ENTRIES} entries: list a subdirectory")
             return sorted(found, key=lambda e: e.path)
 
-        return await asyncio.to_thread(scan)
+        return await _run(scan)
 
     async def read(self, name: str, path: str, offset: int, length: int) -> bytes:
         target = inside(self._existing(name), path, root_ok=False)
@@ -132,7 +145,7 @@ class Volumes:
                 f.seek(offset)
                 return f.read(length)
 
-        return await asyncio.to_thread(read)
+        return await _run(read)
 
     async def write(self, name: str, path: str, upload: str, offset: int, data: bytes,
                     final: bool) -> None:
@@ -150,18 +163,18 @@ class Volumes:
             if target.is_dir():
                 raise InvalidError(f"{path!r} is a directory in Volume {name!r}")
             target.parent.mkdir(parents=True, exist_ok=True)
-            with staged.open("r+b" if offset else "wb") as f:
-                f.seek(offset)
+            if offset:  # chunks come in order: no holes, no sparse files of any size
+                if not staged.is_file():
+                    raise NotFoundError(f"upload {upload!r} of {path!r} was not started")
+                if staged.stat().st_size != offset:
+                    raise InvalidError(f"upload {upload!r} has {staged.stat().st_size} "
+                                       f"bytes; the next chunk starts there, not at {offset}")
+            with staged.open("ab" if offset else "wb") as f:
                 f.write(data)
             if final:
                 os.replace(staged, target)
 
-        try:
-            await asyncio.to_thread(write)
-        except FileNotFoundError:
-            raise NotFoundError(f"upload {upload!r} of {path!r} was not started") from None
-        except (NotADirectoryError, FileExistsError):
-            raise InvalidError(f"a parent of {path!r} is a file in Volume {name!r}") from None
+        await _run(write)
 
     async def remove(self, name: str, path: str, recursive: bool = False) -> None:
         target = inside(self._existing(name), path, root_ok=False)
@@ -181,7 +194,7 @@ class Volumes:
             else:
                 raise NotFoundError(f"{path!r} not found in Volume {name!r}")
 
-        await asyncio.to_thread(remove)
+        await _run(remove)
 
     async def copy(self, name: str, sources: Sequence[str], dest: str) -> None:
         """Copy files or directories; into ``dest`` when it is a directory, ends with
@@ -206,11 +219,11 @@ class Volumes:
                     goal.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(source, goal)
 
-        await asyncio.to_thread(copy)
+        await _run(copy)
 
 
 def _entry(base: Path, path: Path) -> VolumeEntry:
-    stat = path.stat()
+    stat = path.stat() if path.exists() else path.lstat()  # a dangling link: itself
     kind = DIRECTORY if path.is_dir() else FILE
     return VolumeEntry(path.relative_to(base).as_posix(), kind,
                        0 if kind == DIRECTORY else stat.st_size, stat.st_mtime)

@@ -70,3 +70,15 @@ def test_a_write_appears_only_when_final(tmp_path: Path) -> None:
         asyncio.run(volumes.read("v", "nope", 0, 1))
     with pytest.raises(NotFoundError):
         asyncio.run(volumes.listdir("missing", "", False))
+
+
+def test_chunks_of_an_upload_come_in_order(tmp_path: Path) -> None:
+    volumes = Volumes(tmp_path)
+    asyncio.run(volumes.create("v"))
+    with pytest.raises(NotFoundError):
+        asyncio.run(volumes.write("v", "f", "u1", 5, b"x", True))
+    asyncio.run(volumes.write("v", "f", "u1", 0, b"ab", False))
+    with pytest.raises(InvalidError):  # a hole: no sparse files of any size
+        asyncio.run(volumes.write("v", "f", "u1", 10**12, b"x", True))
+    with pytest.raises(InvalidError):
+        asyncio.run(volumes.write("v", "f", "../u", 2, b"x", True))

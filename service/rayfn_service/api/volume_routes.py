@@ -45,7 +45,7 @@ async def list_volumes(request: Request) -> VolumeListResponse:
                                        for v in found])
 
 
-@router.post("/{name}", response_model=VolumeInfoModel, responses=_errors(),
+@router.post("/{name}", response_model=VolumeInfoModel, responses=_errors(409),
              summary="Make an empty volume (an error if there is one, unless `exist_ok`)")
 async def create_volume(request: Request, name: Name, body: VolumeCreateRequest
                         ) -> VolumeInfoModel:
