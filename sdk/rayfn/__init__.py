@@ -40,7 +40,7 @@ from rayfn.schemas import CallStatus
 from rayfn.secret import Secret
 from rayfn.states import CallState
 from rayfn.tunnel import Tunnel, forward
-from rayfn.volume import Volume
+from rayfn.volume import FileEntry, FileEntryType, Volume
 from rayfn.web import asgi_app, fastapi_endpoint, web_endpoint, web_server, wsgi_app
 
 __version__ = "0.1.0"
@@ -54,6 +54,8 @@ __all__ = [
     "Cron",
     "Dict",
     "Error",
+    "FileEntry",
+    "FileEntryType",
     "FilePatternMatcher",
     "Function",
     "FunctionCall",

@@ -34,7 +34,7 @@ from rayfn.protocol.operations import RegistryApi
 from rayfn.protocol.records import DeployedFunction
 from rayfn.schedule import Schedule
 from rayfn.secret import Secret, secret_names
-from rayfn.volume import Volume
+from rayfn.volume import Volume, create_missing
 from rayfn.web import EndpointCode, web_endpoint_of
 
 __all__ = ["App", "LocalEntrypoint", "stop_app"]
@@ -312,6 +312,7 @@ class App:
         functions = []
         for fn_name, code, options in shipped:
             environment = self._environments[fn_name].under(self._environment)
+            create_missing(volume for _, volume in environment.volumes)
             image = environment.image or Image.debian_slim()
             runtime_env = json.dumps(_with_uploads(image.runtime_env()))
             options = dataclasses.replace(

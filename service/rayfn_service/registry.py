@@ -44,6 +44,7 @@ from rayfn.protocol.records import (
 )
 from rayfn.protocol.secrets import SecretInfo
 from rayfn.protocol.variants import parse_target
+from rayfn.protocol.volumes import VolumeEntry, VolumeInfo
 from rayfn.schemas import AppInfo, CallLogs, CallStatus, FunctionInfo, FunctionStats, ScheduleInfo
 from rayfn.settings import Settings
 from rayfn_service import schedules, secrets, web
@@ -57,6 +58,7 @@ from rayfn_service.secrets import Secrets
 from rayfn_service.store import CallRecord, FunctionRecord, NewCall, Store, open_store
 from rayfn_service.store.group_commit import GroupCommit
 from rayfn_service.views import outcome_of, status_of
+from rayfn_service.volumes import Volumes
 from rayfn_service.waiting import Waiter, Waiters
 from rayfn_service.web import has_web_endpoint
 
@@ -110,6 +112,7 @@ class Registry:
         _run_at_normal_priority()
         self._settings = Settings.model_validate_json(settings_json)
         self._waiters = Waiters()  # requests waiting for calls to end, or for values
+        self._volumes = Volumes(self._settings.volumes_path)
         self._app_output = AppOutput(self._waiters.nudged)  # what apps' calls print
         self._pings = 0
         self._capacity = CapacityMonitor()
@@ -216,6 +219,7 @@ class Registry:
         schedules.check_scheduled(valid)
         wanted = [(r.name, FunctionOptions.from_dict(json.loads(r.options)).secrets)
                   for r in valid]
+        self._check_volumes(app, valid)
 
         def write() -> int:
             secrets.check_deployable(self._store, wanted)
@@ -604,6 +608,44 @@ class Registry:
     async def secret_values(self, names: list[str]) -> dict[str, str]:
         """The values of the named secrets, merged in order, for a call's process."""
         return self._secrets.values(names)
+
+    # ---- volumes (volumes.py) ------------------------------------------------------
+
+    def _check_volumes(self, app: str, records: Sequence[FunctionRecord]) -> None:
+        """A deploy mounts only volumes that exist (the SDK makes create_if_missing ones
+        first): else the calls would fail on every node, one by one."""
+        for record in records:
+            for _, name in json.loads(record.options).get("volumes", ()):
+                if not self._volumes.exists(name):
+                    raise NotFoundError(f"Volume {name!r} (mounted by function "
+                                        f"{app}.{record.name}) not found: create it with "
+                                        "`rayfn volume create` or create_if_missing=True")
+
+    async def volume_create(self, name: str, exist_ok: bool = False) -> VolumeInfo:
+        return await self._volumes.create(name, exist_ok)
+
+    async def volume_list(self) -> list[VolumeInfo]:
+        return await self._volumes.all()
+
+    async def volume_delete(self, name: str) -> None:
+        await self._volumes.delete(name)
+
+    async def volume_listdir(self, name: str, path: str, recursive: bool = False
+                             ) -> list[VolumeEntry]:
+        return await self._volumes.listdir(name, path, recursive)
+
+    async def volume_read(self, name: str, path: str, offset: int, length: int) -> bytes:
+        return await self._volumes.read(name, path, offset, length)
+
+    async def volume_write(self, name: str, path: str, upload: str, offset: int,
+                           data: bytes, final: bool) -> None:
+        await self._volumes.write(name, path, upload, offset, data, final)
+
+    async def volume_remove(self, name: str, path: str, recursive: bool = False) -> None:
+        await self._volumes.remove(name, path, recursive)
+
+    async def volume_copy(self, name: str, sources: Sequence[str], dest: str) -> None:
+        await self._volumes.copy(name, sources, dest)
 
     # ---- dicts and queues (objects.py) --------------------------------------------
 

@@ -63,6 +63,7 @@ from rayfn.protocol.records import (
 from rayfn.protocol.retry import Transient, retry
 from rayfn.protocol.secrets import SecretInfo, validate_secret_name, validate_secret_values
 from rayfn.protocol.variants import validate_target
+from rayfn.protocol.volumes import VolumeEntry, VolumeInfo
 from rayfn.schemas import (
     AppInfo,
     AppList,
@@ -88,6 +89,17 @@ from rayfn.schemas import (
 )
 from rayfn.secret_schemas import SecretCreateRequest, SecretList
 from rayfn.settings import Settings
+from rayfn.volume_schemas import (
+    VolumeCopyRequest,
+    VolumeCreateRequest,
+    VolumeInfoModel,
+    VolumeListdirResponse,
+    VolumeListResponse,
+    VolumeReadRequest,
+    VolumeReadResponse,
+    VolumeRemoveRequest,
+    VolumeWriteRequest,
+)
 
 # The server caps one wait; longer waits are several requests.
 MAX_WAIT_SECONDS = 60.0
@@ -515,3 +527,56 @@ class HttpClient:
     ) -> None:
         body = QueueClearRequest(partition=partition, all=all)
         self._post(f"{self._object(QUEUE, name)}/clear", body)
+
+    # ---- volumes -----------------------------------------------------------------
+
+    @staticmethod
+    def _volume(name: str) -> str:
+        return f"/v1/volumes/{quote(validate_name('volume', name), safe='')}"
+
+    @_handles(RegistryApi.volume_create)
+    def _volume_create(self, name: str, exist_ok: bool = False) -> VolumeInfo:
+        response = self._post(self._volume(name), VolumeCreateRequest(exist_ok=exist_ok))
+        info = VolumeInfoModel.model_validate_json(response.content)
+        return VolumeInfo(info.name, info.created_at)
+
+    @_handles(RegistryApi.volume_list)
+    def _volume_list(self) -> list[VolumeInfo]:
+        answer = VolumeListResponse.model_validate_json(
+            self._request("GET", "/v1/volumes").content)
+        return [VolumeInfo(v.name, v.created_at) for v in answer.volumes]
+
+    @_handles(RegistryApi.volume_delete)
+    def _volume_delete(self, name: str) -> None:
+        self._request("DELETE", self._volume(name))
+
+    @_handles(RegistryApi.volume_listdir)
+    def _volume_listdir(self, name: str, path: str, recursive: bool = False
+                        ) -> list[VolumeEntry]:
+        response = self._request("GET", f"{self._volume(name)}/files",
+                                 params={"path": path, "recursive": recursive})
+        answer = VolumeListdirResponse.model_validate_json(response.content)
+        return [VolumeEntry(e.path, e.type, e.size, e.mtime) for e in answer.entries]
+
+    @_handles(RegistryApi.volume_read)
+    def _volume_read(self, name: str, path: str, offset: int, length: int) -> bytes:
+        body = VolumeReadRequest(path=path, offset=offset, length=length)
+        response = self._post(f"{self._volume(name)}/read", body)
+        return VolumeReadResponse.model_validate_json(response.content).data
+
+    @_handles(RegistryApi.volume_write)
+    def _volume_write(self, name: str, path: str, upload: str, offset: int, data: bytes,
+                      final: bool) -> None:
+        body = VolumeWriteRequest(path=path, upload=upload, offset=offset, data=data,
+                                  final=final)
+        self._post(f"{self._volume(name)}/write", body)
+
+    @_handles(RegistryApi.volume_remove)
+    def _volume_remove(self, name: str, path: str, recursive: bool = False) -> None:
+        self._post(f"{self._volume(name)}/remove",
+                   VolumeRemoveRequest(path=path, recursive=recursive))
+
+    @_handles(RegistryApi.volume_copy)
+    def _volume_copy(self, name: str, sources: Sequence[str], dest: str) -> None:
+        self._post(f"{self._volume(name)}/copy",
+                   VolumeCopyRequest(sources=list(sources), dest=dest))

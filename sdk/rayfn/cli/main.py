@@ -24,6 +24,7 @@ from rayfn.cli.image import image_group
 from rayfn.cli.output import say, show, table
 from rayfn.cli.schedules import next_runs
 from rayfn.cli.secret import secret_group
+from rayfn.cli.volume import volume_group
 from rayfn.exception import Error, InvalidError
 from rayfn.exception import TimeoutError as RayfnTimeoutError
 from rayfn.protocol.operations import RegistryApi
@@ -397,6 +398,11 @@ def call_list(app: str | None, function: str | None, state: str | None, limit: i
 
 cli.add_command(secret_group)
 cli.add_command(image_group)
+# ---- command groups of their own modules ----
+
+cli.add_command(volume_group)
+for _command in volume_group.commands.values():
+    _command.callback = friendly_errors(_command.callback) if _command.callback else None
 
 
 if __name__ == "__main__":  # pragma: no cover

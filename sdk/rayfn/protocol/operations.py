@@ -24,6 +24,7 @@ from rayfn.protocol.records import (
     ValuesPage,
 )
 from rayfn.protocol.secrets import SecretInfo
+from rayfn.protocol.volumes import VolumeEntry, VolumeInfo
 from rayfn.schemas import AppInfo, CallLogs, CallStatus, FunctionInfo, FunctionStats
 
 __all__ = ["Idempotency", "Operation", "RegistryApi", "operation_name"]
@@ -138,6 +139,23 @@ class RegistryApi(Protocol):
     async def secret_list(self) -> list[SecretInfo]:
         """Every stored secret with its keys' names, never their values."""
     async def secret_delete(self, name: str) -> None: ...
+    # ---- volumes (rayfn.Volume; directories under the shared volume root) ----
+    async def volume_create(self, name: str, exist_ok: bool = False) -> VolumeInfo: ...
+    async def volume_list(self) -> list[VolumeInfo]: ...
+    async def volume_delete(self, name: str) -> None: ...
+    async def volume_listdir(
+        self, name: str, path: str, recursive: bool = False
+    ) -> list[VolumeEntry]: ...
+    async def volume_read(self, name: str, path: str, offset: int, length: int) -> bytes:
+        """Up to ``length`` bytes (capped at MAX_CHUNK_BYTES) of the file from ``offset``;
+        fewer at its end."""
+    async def volume_write(
+        self, name: str, path: str, upload: str, offset: int, data: bytes, final: bool
+    ) -> None:
+        """A chunk of the upload ``upload``; the file appears whole at ``path`` with
+        ``final``."""
+    async def volume_remove(self, name: str, path: str, recursive: bool = False) -> None: ...
+    async def volume_copy(self, name: str, sources: Sequence[str], dest: str) -> None: ...
     # ---- what an app's calls print ----
     async def app_output(self, app: str, cursor: int, timeout: float) -> OutputPage:
         """Lines the app's calls printed from ``cursor`` on (0: all kept), waiting up to

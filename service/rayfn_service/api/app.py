@@ -17,6 +17,7 @@ from rayfn_service.api import (
     object_routes,
     output_routes,
     secret_routes,
+    volume_routes,
 )
 from rayfn_service.api.backend import RegistryGateway
 from rayfn_service.api.guard import Guard, TokenSource
@@ -42,6 +43,7 @@ def create_app(settings: Settings) -> Guard:
     app.include_router(object_routes.router)
     app.include_router(output_routes.router)
     app.include_router(secret_routes.router)
+    app.include_router(volume_routes.router)
 
     @app.get("/healthz", response_model=Health, response_model_exclude_none=True,
              summary="Liveness; no token needed")
