@@ -12,12 +12,13 @@ from rayfn import _accepts
 from rayfn._aio import aio_function, aio_method
 from rayfn._client import get_client
 from rayfn.call_graph import InputInfo, InputStatus
-from rayfn.exception import InvalidError, OutputExpiredError
+from rayfn.exception import InvalidError, NotFoundError, OutputExpiredError
 from rayfn.exception import TimeoutError as RayfnTimeoutError
 from rayfn.protocol.ids import validate_call_id
 from rayfn.protocol.operations import RegistryApi
 from rayfn.protocol.payload import CallOutcome, unwrap
 from rayfn.schemas import CallStatus
+from rayfn.states import CallState
 
 __all__ = ["FunctionCall"]
 
@@ -134,11 +135,16 @@ class FunctionCall(Generic[R]):
 
     @aio_method
     def get_call_graph(self) -> list[InputInfo]:
-        """The call and the calls its code spawned, with theirs, and their states (as
-        Modal's: a list holding the root). At most ``MAX_GRAPH_CALLS`` calls."""
+        """The call graph the call is part of, from its root (its topmost caller, or the
+        web request that spawned it) down through every call spawned, with their states,
+        as Modal's: a list holding the root. At most ``MAX_GRAPH_CALLS`` calls."""
         client = get_client()
-        root_status = client.call(RegistryApi.status, self.object_id)
-        root = _input_info(root_status)
+        root_id = client.call(RegistryApi.call_root, self.object_id)
+        try:
+            root = _input_info(client.call(RegistryApi.status, root_id))
+        except NotFoundError:  # a web request that spawned the call: an input, not a call
+            root = InputInfo(root_id, root_id, InputStatus.SUCCESS, CallState.SUCCEEDED,
+                             "", "web request")
         frontier = [root]
         seen = 1
         while frontier and seen < MAX_GRAPH_CALLS:

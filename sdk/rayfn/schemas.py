@@ -386,6 +386,13 @@ class ChildrenResponse(BaseModel):
     calls: list[CallStatus]
 
 
+class CallRootResponse(BaseModel):
+    """The root of a call's graph: the call, its topmost calling call, or the web request
+    whose handler spawned it (an ID that names no call)."""
+
+    call_id: str
+
+
 class OutputLineModel(BaseModel):
     """One line a call of an app printed."""
 

@@ -225,8 +225,27 @@ def build_asgi_app(factory: Callable[..., Any], name: str,
                    endpoint: WebEndpoint | None = None) -> Any:
     """The endpoint's ASGI app (see ``_build_app``), behind rayfn's token when it was
     marked ``requires_proxy_auth=True``."""
-    app = _build_app(factory, name, endpoint)
+    app = _RequestInputs(_build_app(factory, name, endpoint))
     return _TokenRequired(app) if endpoint is not None and endpoint.requires_auth else app
+
+
+class _RequestInputs:
+    """Each request is an input, as in Modal: calls its handler spawns are recorded as the
+    request's children (its ID, ``fc-…``, names no call), so a spawned call's graph has
+    the request at its root, and ``current_input_id()`` names the request."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        from rayfn.protocol.ids import new_call_id
+        from rayfn.runtime import calling
+
+        with calling(new_call_id()):  # sync handlers' threads copy this context
+            await self.app(scope, receive, send)
 
 
 class _TokenRequired:

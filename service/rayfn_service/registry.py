@@ -74,6 +74,7 @@ MAX_LISTED_CALLS = 1000
 # first), and the children of a call listed at most.
 VALUES_PER_PAGE = 1000
 MAX_CHILDREN = 10_000
+MAX_GRAPH_DEPTH = 100  # callers walked up to find a call graph's root
 
 
 def _needs_store(
@@ -543,11 +544,23 @@ class Registry:
 
     @_needs_store
     async def children(self, call_id: str) -> list[CallStatus]:
-        self._record(call_id, with_payload=False)  # NotFoundError for an unknown call
-        ids = self._store.get_children(call_id, MAX_CHILDREN)
+        ids = self._store.get_children(validate_call_id(call_id), MAX_CHILDREN)
+        if not ids:  # a web request's ID has children but no call of its own
+            self._record(call_id, with_payload=False)  # NotFoundError for an unknown call
         now = time.time()
         records = {r.id: r for r in self._store.get_calls(ids)}
         return [status_of(records[i], now) for i in ids if i in records]
+
+    @_needs_store
+    async def call_root(self, call_id: str) -> str:
+        current = validate_call_id(call_id)
+        self._record(current, with_payload=False)  # NotFoundError for an unknown call
+        for _ in range(MAX_GRAPH_DEPTH):
+            parent = self._store.get_parent(current)
+            if parent is None:
+                break
+            current = parent
+        return current
 
     async def attempt_values(
         self, call_id: str, attempt: int, start: int, values: list[bytes]

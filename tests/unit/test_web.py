@@ -253,7 +253,9 @@ def test_local_app_of_one_endpoint_is_its_own_app() -> None:
     def only() -> Any:
         return built
 
-    assert local_app(app) == (built, {"only": ""})
+    served, routes = local_app(app)
+    assert routes == {"only": ""}
+    assert served.app is built  # behind only the layer that makes each request an input
 
 
 def test_an_endpoint_must_return_an_asgi_app() -> None:

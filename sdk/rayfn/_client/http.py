@@ -71,6 +71,7 @@ from rayfn.schemas import (
     BatchSpawnResponse,
     CallList,
     CallLogs,
+    CallRootResponse,
     CallStatus,
     ChildrenResponse,
     DeployFunction,
@@ -350,6 +351,11 @@ class HttpClient:
         page = AppOutputResponse.model_validate_json(response.content)
         return OutputPage(tuple(OutputLine(line.function, line.call_id, line.text)
                                 for line in page.lines), page.cursor)
+
+    @_handles(RegistryApi.call_root)
+    def _call_root(self, call_id: str) -> str:
+        response = self._request("GET", f"{_call(call_id)}/root")
+        return CallRootResponse.model_validate_json(response.content).call_id
 
     @_handles(RegistryApi.children)
     def _children(self, call_id: str) -> list[CallStatus]:

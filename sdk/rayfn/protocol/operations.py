@@ -74,6 +74,9 @@ class RegistryApi(Protocol):
         ``timeout`` (capped) for one while there are none and the call runs."""
     async def children(self, call_id: str) -> list[CallStatus]:
         """The calls this call's code spawned, oldest first."""
+    async def call_root(self, call_id: str) -> str:
+        """The topmost caller of the call: the call itself, the call that spawned it (and
+        so on up), or the web request whose handler spawned it (an ID with no call)."""
     async def get(self, call_id: str, timeout: float | None) -> CallOutcome:
         """The call's outcome, waiting up to ``timeout`` (capped) while it is unfinished."""
     async def wait(self, call_id: str, timeout: float) -> None:

@@ -12,6 +12,7 @@ from rayfn.protocol.names import validate_name
 from rayfn.protocol.operations import RegistryApi
 from rayfn.protocol.variants import MAX_CODE_CHARS, validate_target
 from rayfn.schemas import (
+    CallRootResponse,
     ChildrenResponse,
     GeneratorSpawnRequest,
     GeneratorSpawnResponse,
@@ -71,3 +72,14 @@ async def generator_values(
 async def children(request: Request, call_id: CallId) -> ChildrenResponse:
     calls = await registry(request).call(RegistryApi.children, validate_call_id(call_id))
     return ChildrenResponse(calls=calls)
+
+
+@router.get(
+    "/calls/{call_id}/root",
+    response_model=CallRootResponse,
+    responses=_errors(404),
+    summary="The root of the call's graph: its topmost caller",
+)
+async def call_root(request: Request, call_id: CallId) -> CallRootResponse:
+    root = await registry(request).call(RegistryApi.call_root, validate_call_id(call_id))
+    return CallRootResponse(call_id=root)

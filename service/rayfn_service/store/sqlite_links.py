@@ -61,6 +61,12 @@ class CallLinks:
         ).fetchall()
         return [row[0] for row in rows]
 
+    def get_parent(self, child_id: str) -> str | None:
+        row = self._read.execute(
+            "SELECT parent_id FROM call_children WHERE child_id = ? LIMIT 1", (child_id,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
     def _sweep_links(self, call_ids: Sequence[tuple[str]]) -> None:
         """As the sweep marks calls expired: drop their values and children."""
         for table, column in (("call_values", "call_id"), ("call_children", "parent_id")):

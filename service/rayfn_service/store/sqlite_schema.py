@@ -57,6 +57,8 @@ CREATE TABLE IF NOT EXISTS call_children (
     child_id TEXT NOT NULL,
     PRIMARY KEY (parent_id, child_id)
 ) WITHOUT ROWID;
+-- a call's parent, for the root of its call graph
+CREATE INDEX IF NOT EXISTS call_children_child ON call_children (child_id);
 -- dispatch takes the oldest queued calls of one function: O(log n) whatever the queue
 CREATE INDEX IF NOT EXISTS calls_queue ON calls (app, function, state, id);
 -- the sweeper finds finished calls past retention without scanning the rest
