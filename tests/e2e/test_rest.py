@@ -574,7 +574,8 @@ def test_list_apps_with_queue_depths_and_stop_an_app(rest: httpx.Client, unique_
     functions = {f["name"]: f for f in listed["functions"]}
     assert functions["hold"]["window"] == 1 and functions["hold"]["retrying"] == 0
     assert functions["other"] == {"name": "other", "queued": 0, "running": 0, "retrying": 0,
-                                  "window": functions["other"]["window"], "nodes": {}}
+                                  "window": functions["other"]["window"], "nodes": {},
+                                  "schedule": None}
     # The running call is on the session's only node (once its worker has reported in).
     assert len(functions["hold"]["nodes"]) <= 1
     assert set(functions["hold"]["nodes"].values()) <= {1}
